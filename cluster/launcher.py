@@ -1,0 +1,148 @@
+"""Training runs as Ray Jobs: submit, stop, read logs, and reconcile records with Ray.
+
+A training job record is the source of truth users poll; the Ray Job does the work and
+writes progress into it. Reconciliation makes sure a driver that died (or a cluster
+restart) never leaves a record ``running`` forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from datetime import timedelta
+
+import ray
+from ray.job_submission import JobStatus, JobSubmissionClient
+from sqlalchemy import select
+
+from cluster.db import session_scope
+from cluster.tables import TrainingJob, utcnow
+from schemas.settings import Settings
+
+log = logging.getLogger("fathom.launcher")
+
+ACTIVE = ("queued", "running")
+SUBMIT_GRACE_S = 60  # a queued record with no Ray Job after this long failed to launch
+
+
+class LaunchError(RuntimeError):
+    """The Ray Jobs API refused or could not be reached."""
+
+
+def jobs_client(settings: Settings) -> JobSubmissionClient:
+    try:
+        return JobSubmissionClient(settings.dashboard_url)
+    except Exception as e:  # connection refused, bad address
+        raise LaunchError(f"Ray Jobs API at {settings.dashboard_url} unreachable: {e}") from e
+
+
+def ray_job_id_for(kind: str, record_id: str) -> str:
+    return f"fathom-{kind}-{record_id}"
+
+
+def submit_module(settings: Settings, module: str, args: list[str], *, submission_id: str, metadata: dict[str, str]) -> str:
+    """Submit ``python -m module args`` as a Ray Job with this process's settings."""
+    env = settings.to_env()
+    env["RAY_TRAIN_ENABLE_STATE_TRACKING"] = "1"
+    if ray.is_initialized():
+        # The job supervisor resolves RAY_ADDRESS through the node's temp dir, which names
+        # whichever cluster started last on that machine; name ours explicitly.
+        env["FATHOM_RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
+    entrypoint = " ".join([sys.executable, "-m", module, *args])
+    try:
+        return jobs_client(settings).submit_job(
+            entrypoint=entrypoint,
+            submission_id=submission_id,
+            runtime_env={"env_vars": env},
+            metadata=metadata,
+            entrypoint_num_cpus=0,
+        )
+    except LaunchError:
+        raise
+    except Exception as e:
+        raise LaunchError(f"could not submit {module}: {e}") from e
+
+
+def stop_job(settings: Settings, ray_job_id: str) -> None:
+    try:
+        jobs_client(settings).stop_job(ray_job_id)
+    except Exception as e:
+        log.warning("stopping Ray job %s: %s", ray_job_id, e)
+
+
+def job_logs(settings: Settings, ray_job_id: str) -> str:
+    try:
+        return jobs_client(settings).get_job_logs(ray_job_id)
+    except Exception as e:
+        return f"(logs unavailable: {e})"
+
+
+def current_submission_id(settings: Settings) -> str | None:
+    """The Ray Job submission id of this driver, if it runs as a Ray Job (``ray job submit``).
+
+    The job supervisor hands it to the entrypoint in the job config's metadata; the Jobs API
+    is asked only when that is missing.
+    """
+    import json
+
+    from ray._private.runtime_env.constants import RAY_JOB_CONFIG_JSON_ENV_VAR
+
+    try:
+        config = json.loads(os.environ.get(RAY_JOB_CONFIG_JSON_ENV_VAR) or "{}")
+        submission_id = (config.get("metadata") or {}).get("job_submission_id")
+        if submission_id:
+            return str(submission_id)
+    except (ValueError, AttributeError):
+        pass
+    try:
+        driver_job_id = ray.get_runtime_context().get_job_id()
+        for info in jobs_client(settings).list_jobs():
+            if info.job_id == driver_job_id:
+                return info.submission_id
+    except Exception as e:
+        log.warning("could not look up this driver's Ray Job: %s", e)
+    return None
+
+
+def reconcile_training_jobs(settings: Settings) -> int:
+    """Fail or cancel active records whose Ray Job is no longer running; returns how many changed."""
+    changed = 0
+    now = utcnow()
+    with session_scope(settings.database_url) as s:
+        active = s.scalars(select(TrainingJob).where(TrainingJob.status.in_(ACTIVE))).all()
+        if not active:
+            return 0
+        client = jobs_client(settings)
+        for job in active:
+            if job.ray_job_id is None:
+                if now - job.created_at > timedelta(seconds=SUBMIT_GRACE_S):
+                    job.status, job.error_message, job.completed_at = "failed", "training job was never launched", now
+                    changed += 1
+                continue
+            try:
+                info = client.get_job_info(job.ray_job_id)
+            except Exception as e:  # unknown to this cluster (e.g. the cluster was replaced)
+                if "does not exist" in str(e) or "404" in str(e):
+                    job.status, job.completed_at = "failed", now
+                    job.error_message = "the Ray job of this training run no longer exists (cluster restarted?)"
+                    changed += 1
+                continue
+            if info.status in (JobStatus.FAILED, JobStatus.STOPPED):
+                s.refresh(job)
+                if job.status in ACTIVE:  # the driver did not record its own end
+                    if info.status == JobStatus.STOPPED:
+                        job.status = "cancelled"
+                        job.error_message = job.error_message or "stopped"
+                    else:
+                        job.status = "failed"
+                        job.error_message = f"training process failed: {(info.message or '').strip()[:1000]}"
+                    job.completed_at = now
+                    changed += 1
+            elif info.status == JobStatus.SUCCEEDED:
+                s.refresh(job)
+                if job.status in ACTIVE:
+                    job.status, job.completed_at = "failed", now
+                    job.error_message = "training process exited without registering a model"
+                    changed += 1
+    return changed

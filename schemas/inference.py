@@ -1,0 +1,86 @@
+"""v1 inference jobs, files and detections (detection-inference.md)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from schemas.common import ORMModel, UTCTimestamp
+
+InferenceJobStatus = Literal["pending", "processing", "completed", "failed", "cancelled"]
+FileStatus = Literal["pending", "queued", "processing", "completed", "failed"]
+
+
+class InferenceConfig(BaseModel):
+    threshold: float = Field(0.5, ge=0.0, le=1.0, description="Minimum confidence to report.")
+    merge_window_ms: int = Field(200, ge=0, le=5000, description="Merge same-type detections within this gap.")
+    min_duration_ms: int = Field(50, ge=0, le=1000, description="Drop detections shorter than this.")
+
+
+class Detection(BaseModel):
+    artifact_type: str
+    start_ms: int
+    end_ms: int
+    confidence: float
+
+
+class InferenceJobCreate(BaseModel):
+    model_id: str
+    config: InferenceConfig = Field(default_factory=InferenceConfig)
+
+
+class FileUploadRequest(BaseModel):
+    filename: str = Field(min_length=1, max_length=500)
+    file_size_bytes: int = Field(gt=0, le=524_288_000)
+    content_type: str = Field("audio/wav", min_length=1, max_length=100)
+
+
+class FileUploadUrl(BaseModel):
+    file_id: str
+    upload_url: str
+    upload_fields: dict[str, str]
+    s3_key: str
+    expires_in: int
+
+
+class FileConfirm(BaseModel):
+    file_id: str
+
+
+class InferenceFilePublic(ORMModel):
+    id: str
+    inference_job_id: str
+    original_filename: str
+    s3_key: str
+    duration_ms: int | None
+    status: FileStatus
+    error_message: str | None
+    detections: list[Detection]
+    detection_count: int
+    processed_at: UTCTimestamp | None
+
+
+class InferenceJobPublic(BaseModel):
+    id: str
+    model_id: str
+    config: InferenceConfig
+    status: InferenceJobStatus
+    total_files: int
+    processed_files: int
+    failed_files: int
+    total_detections: int
+    error_message: str | None
+    created_at: UTCTimestamp
+    started_at: UTCTimestamp | None
+    completed_at: UTCTimestamp | None
+
+
+class InferenceJobDetail(InferenceJobPublic):
+    files: list[InferenceFilePublic]
+
+
+class DownloadUrl(BaseModel):
+    url: str
+    expires_in: int
+    filename: str

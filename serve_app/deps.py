@@ -1,0 +1,106 @@
+"""FastAPI dependencies: settings, database session, blob store, the calling key."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from typing import Any
+
+from fastapi import Depends, Query, Request
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from cluster.accounts import AuthError, Principal, authenticate
+from cluster.blobs import BlobStore
+from cluster.db import open_session
+from schemas.settings import Settings
+from serve_app.errors import ApiError
+
+V3_AUTH_CODES = {"missing": "MISSING_API_KEY", "invalid": "INVALID_API_KEY", "expired": "INVALID_API_KEY", "revoked": "KEY_REVOKED"}
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    session = open_session(request.app.state.settings.database_url)
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+def get_blobs(request: Request) -> BlobStore:
+    return request.app.state.blobs
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[Session, Depends(get_session)]
+BlobsDep = Annotated[BlobStore, Depends(get_blobs)]
+
+
+def presented_key(request: Request) -> str | None:
+    """``X-API-Key`` (v1) or ``Authorization: Bearer`` (v3); both APIs accept both."""
+    key = request.headers.get("x-api-key")
+    if key:
+        return key.strip()
+    auth = request.headers.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+def get_principal(request: Request, session: SessionDep) -> Principal:
+    try:
+        principal = authenticate(session, presented_key(request))
+    except AuthError as e:
+        raise ApiError(401, str(e), error_code=V3_AUTH_CODES[e.code], headers={"WWW-Authenticate": "Bearer"}) from None
+    request.state.principal = principal
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def require(scope: str):
+    """Dependency factory: the key must carry ``scope`` (403 otherwise)."""
+
+    def _check(principal: PrincipalDep) -> Principal:
+        if not principal.allows(scope):
+            raise ApiError(
+                403,
+                f"API key lacks the '{scope}' scope",
+                error_code="INSUFFICIENT_SCOPE",
+                details={"required_scope": scope, "key_scopes": sorted(principal.scopes)},
+            )
+        return principal
+
+    return _check
+
+
+class PageParams:
+    """v1 pagination: 1-based ``page`` and ``page_size``."""
+
+    def __init__(
+        self,
+        page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+        page_size: Annotated[int, Query(ge=1, le=100)] = 20,
+    ):
+        self.page = page
+        self.page_size = page_size
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.page_size
+
+    def fetch(self, session: Session, query: Select, *order_by: Any) -> dict[str, Any]:
+        """One page of ``query`` in the v1 envelope (items are ORM rows; the response model converts)."""
+        total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+        rows = session.scalars(query.order_by(*order_by).offset(self.offset).limit(self.page_size)).all()
+        return {"items": list(rows), "total": total, "page": self.page, "page_size": self.page_size}
+
+
+PageDep = Annotated[PageParams, Depends()]

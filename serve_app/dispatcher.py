@@ -1,0 +1,150 @@
+"""The dispatcher: moves durable queued work from the database onto Ray.
+
+One replica runs three loops:
+- inference files: claim queued files (leased), call the Detector deployment, record results;
+- dataset audio: claim confirmed files in groups and run one Ray Data preprocessing run per group;
+- training jobs and custom speech models: reconcile records with their Ray Jobs (a driver that
+  died leaves nothing ``running``).
+
+Everything it knows lives in the database, so it can die and restart at any time: leases
+expire and the work is claimed again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import ray
+from ray import serve
+from ray.exceptions import RayActorError, RayTaskError
+from ray.serve.exceptions import BackPressureError
+from ray.serve.handle import DeploymentHandle
+
+from cluster import queue
+from cluster.blobs import BlobError, make_blob_store
+from cluster.db import init_schema, open_session
+from cluster.inference import finish_file
+from cluster.custom_models import reconcile_stt_jobs
+from cluster.launcher import reconcile_training_jobs
+from cluster.tables import InferenceFile, InferenceJob
+from data_pipelines.audio import AudioDecodeError
+
+log = logging.getLogger("fathom.dispatcher")
+
+RECONCILE_EVERY_S = 5.0
+
+
+@ray.remote(num_cpus=0, max_retries=0)
+def _preprocess_group(settings, file_ids: list[str]) -> dict[str, str]:
+    """Runs one Ray Data pipeline over a group of files; ``num_cpus=0`` so Data tasks get the CPUs."""
+    from data_pipelines.preprocess import preprocess_audio_files
+
+    return preprocess_audio_files(settings, file_ids)
+
+
+@serve.deployment(name="Dispatcher", num_replicas=1, ray_actor_options={"num_cpus": 0}, max_ongoing_requests=16)
+class Dispatcher:
+    async def __init__(self, args: Any, detector: DeploymentHandle):
+        self.settings = args.build_settings()
+        instance = init_schema(self.settings.database_url)
+        self.blobs = make_blob_store(self.settings, secret=instance.signing_secret.encode())
+        self.detector = detector
+        self.in_flight: set[str] = set()
+        self.slots = asyncio.Semaphore(self.settings.dispatch_max_in_flight)
+        self.preprocessing: asyncio.Task | None = None
+        loop = asyncio.get_running_loop()
+        self.tasks = [loop.create_task(self._inference_loop()), loop.create_task(self._maintenance_loop())]
+
+    def check_health(self) -> None:
+        for t in self.tasks:
+            if t.done():
+                raise RuntimeError(f"dispatcher loop stopped: {t.exception() if not t.cancelled() else 'cancelled'}")
+
+    async def status(self) -> dict[str, Any]:
+        return {"in_flight": len(self.in_flight), "preprocessing": self.preprocessing is not None and not self.preprocessing.done()}
+
+    # --- inference --------------------------------------------------------------------------
+
+    async def _inference_loop(self) -> None:
+        s = self.settings
+        while True:
+            try:
+                free = s.dispatch_max_in_flight - len(self.in_flight)
+                claimed = []
+                if free > 0:
+                    claimed = await asyncio.to_thread(
+                        queue.claim_inference_files, s.database_url, limit=free, lease_s=s.lease_s, max_attempts=s.max_attempts
+                    )
+                for file_id, job_id in claimed:
+                    self.in_flight.add(file_id)
+                    asyncio.get_running_loop().create_task(self._run_file(file_id))
+                if not claimed:
+                    await asyncio.sleep(s.dispatch_poll_s)
+            except Exception:
+                log.exception("inference loop iteration failed; retrying")
+                await asyncio.sleep(1.0)
+
+    async def _run_file(self, file_id: str) -> None:
+        url = self.settings.database_url
+        try:
+            with open_session(url) as session:
+                row = session.get(InferenceFile, file_id)
+                job = session.get(InferenceJob, row.inference_job_id) if row else None
+                if row is None or job is None:
+                    return
+                key, model_id, config = row.blob_key, job.model_id, dict(job.config)
+            data = await asyncio.to_thread(self.blobs.get_bytes, key)
+            result = await self.detector.options(multiplexed_model_id=model_id).detect.remote(
+                data, model_id=model_id, config=config
+            )
+            await asyncio.to_thread(
+                finish_file, url, file_id, detections=result["detections"], duration_ms=result["duration_ms"]
+            )
+        except (RayActorError, BackPressureError, BlobError, ConnectionError, asyncio.TimeoutError) as e:
+            # The worker or a dependency failed, not the file: put it back for another attempt.
+            log.warning("inference of %s interrupted (%s); requeueing", file_id, type(e).__name__)
+            await asyncio.to_thread(queue.release_inference_file, url, file_id)
+        except Exception as e:  # the file itself is bad (decode error) or the model is unusable
+            cause = e.cause if isinstance(e, RayTaskError) and getattr(e, "cause", None) else e
+            if isinstance(cause, RayActorError):
+                await asyncio.to_thread(queue.release_inference_file, url, file_id)
+            else:
+                message = str(cause) if isinstance(cause, AudioDecodeError) else f"{type(cause).__name__}: {cause}"
+                await asyncio.to_thread(finish_file, url, file_id, error=message[:2000])
+        finally:
+            self.in_flight.discard(file_id)
+
+    # --- dataset preprocessing and training reconciliation -----------------------------------
+
+    async def _maintenance_loop(self) -> None:
+        s = self.settings
+        since_reconcile = RECONCILE_EVERY_S
+        while True:
+            try:
+                if self.preprocessing is None or self.preprocessing.done():
+                    ids = await asyncio.to_thread(
+                        queue.claim_dataset_audio,
+                        s.database_url,
+                        limit=s.preprocess_max_files,
+                        lease_s=max(s.lease_s, 600.0),
+                        max_attempts=s.max_attempts,
+                    )
+                    if ids:
+                        self.preprocessing = asyncio.get_running_loop().create_task(self._preprocess(ids))
+                if since_reconcile >= RECONCILE_EVERY_S:
+                    since_reconcile = 0.0
+                    await asyncio.to_thread(reconcile_training_jobs, s)
+                    await asyncio.to_thread(reconcile_stt_jobs, s)
+            except Exception:
+                log.exception("maintenance loop iteration failed; retrying")
+            await asyncio.sleep(max(s.dispatch_poll_s, 0.5))
+            since_reconcile += max(s.dispatch_poll_s, 0.5)
+
+    async def _preprocess(self, ids: list[str]) -> None:
+        try:
+            await _preprocess_group.remote(self.settings, ids)
+        except Exception:
+            log.exception("preprocessing run over %d files failed; releasing them for another attempt", len(ids))
+            await asyncio.to_thread(queue.release_dataset_audio, self.settings.database_url, ids)

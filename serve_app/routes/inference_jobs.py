@@ -1,0 +1,215 @@
+"""v1 inference jobs (detection-inference.md): jobs, file uploads, results, downloads."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from sqlalchemy import select
+
+from cluster.accounts import Principal
+from cluster.inference import cancel_job, job_counts, refresh_job
+from cluster.tables import InferenceFile, InferenceJob, new_id, utcnow
+from cluster.uploads import UploadError, display_filename, finish_upload, start_upload
+from schemas.auth import DETECTION_READ, DETECTION_WRITE
+from schemas.common import Page
+from schemas.inference import (
+    DownloadUrl,
+    FileConfirm,
+    FileUploadRequest,
+    FileUploadUrl,
+    InferenceFilePublic,
+    InferenceJobCreate,
+    InferenceJobDetail,
+    InferenceJobPublic,
+    InferenceJobStatus,
+)
+from serve_app.deps import BlobsDep, PageDep, SessionDep, SettingsDep, require
+from serve_app.errors import V1_ROUTE_ERRORS, ApiError, v1_errors
+from serve_app.routes.models import owned_model
+
+router = APIRouter(prefix="/api/v1/inference-jobs", tags=["inference-jobs"], responses=v1_errors(*V1_ROUTE_ERRORS))
+Reader = Annotated[Principal, Depends(require(DETECTION_READ))]
+Writer = Annotated[Principal, Depends(require(DETECTION_WRITE))]
+
+
+def _job(session, principal: Principal, job_id: str) -> InferenceJob:
+    job = session.get(InferenceJob, job_id)
+    if job is None or job.organization_id != principal.organization_id:
+        raise ApiError(404, "Inference job not found")
+    return job
+
+
+def _file(session, job: InferenceJob, file_id: str) -> InferenceFile:
+    row = session.get(InferenceFile, file_id)
+    if row is None or row.inference_job_id != job.id:
+        raise ApiError(404, "File not found")
+    return row
+
+
+def file_public(row: InferenceFile) -> InferenceFilePublic:
+    return InferenceFilePublic(
+        id=row.id,
+        inference_job_id=row.inference_job_id,
+        original_filename=row.original_filename,
+        s3_key=row.blob_key,
+        duration_ms=row.duration_ms,
+        status=row.status,
+        error_message=row.error_message,
+        detections=row.detections or [],
+        detection_count=row.detection_count,
+        processed_at=row.processed_at,
+    )
+
+
+def job_public(session, jobs: list[InferenceJob], *, with_files: bool = False) -> list[InferenceJobPublic]:
+    counts = job_counts(session, [j.id for j in jobs])
+    out = []
+    for job in jobs:
+        c = counts[job.id]
+        fields = dict(
+            id=job.id,
+            model_id=job.model_id,
+            config=job.config,
+            status=job.status,
+            total_files=c.total_files,
+            processed_files=c.processed_files,
+            failed_files=c.failed_files,
+            total_detections=c.total_detections,
+            error_message=job.error_message,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            completed_at=job.completed_at,
+        )
+        if with_files:
+            files = session.scalars(
+                select(InferenceFile).where(InferenceFile.inference_job_id == job.id).order_by(InferenceFile.created_at)
+            ).all()
+            out.append(InferenceJobDetail(**fields, files=[file_public(f) for f in files]))
+        else:
+            out.append(InferenceJobPublic(**fields))
+    return out
+
+
+@router.post("", status_code=201, response_model=InferenceJobPublic, responses=v1_errors(404, 409))
+def create_inference_job(body: InferenceJobCreate, session: SessionDep, principal: Writer) -> InferenceJobPublic:
+    """Create an inference job for one active model."""
+    model = owned_model(session, principal, body.model_id)
+    if model.archived_at is not None:
+        raise ApiError(409, "Model is archived and cannot be used for inference")
+    if not model.is_active:
+        raise ApiError(409, "Model is inactive; reactivate it with PATCH is_active=true")
+    job = InferenceJob(organization_id=principal.organization_id, model_id=model.id, config=body.config.model_dump())
+    session.add(job)
+    session.commit()
+    return job_public(session, [job])[0]
+
+
+@router.get("", response_model=Page[InferenceJobPublic])
+def list_inference_jobs(
+    session: SessionDep,
+    principal: Reader,
+    page: PageDep,
+    model_id: Annotated[str | None, Query()] = None,
+    status: Annotated[InferenceJobStatus | None, Query()] = None,
+) -> dict:
+    """Inference jobs of the organization, newest first."""
+    q = select(InferenceJob).where(InferenceJob.organization_id == principal.organization_id)
+    if model_id:
+        q = q.where(InferenceJob.model_id == model_id)
+    if status:
+        q = q.where(InferenceJob.status == status)
+    result = page.fetch(session, q, InferenceJob.created_at.desc(), InferenceJob.id)
+    result["items"] = job_public(session, result["items"])
+    return result
+
+
+@router.get("/{job_id}", response_model=InferenceJobDetail, responses=v1_errors(404))
+def get_inference_job(job_id: str, session: SessionDep, principal: Reader) -> InferenceJobPublic:
+    """One job with counts and every file's detections."""
+    return job_public(session, [_job(session, principal, job_id)], with_files=True)[0]
+
+
+@router.delete("/{job_id}", response_model=InferenceJobPublic, responses=v1_errors(404, 409))
+def cancel_inference_job(job_id: str, session: SessionDep, principal: Writer) -> InferenceJobPublic:
+    """Cancel a pending or processing job; finished files keep their results."""
+    job = _job(session, principal, job_id)
+    if job.status in ("completed", "failed", "cancelled"):
+        raise ApiError(409, f"Inference job is already {job.status}")
+    cancel_job(session, job)
+    session.commit()
+    return job_public(session, [job])[0]
+
+
+@router.post(
+    "/{job_id}/files/upload-url", status_code=201, response_model=FileUploadUrl, responses=v1_errors(404, 409)
+)
+def file_upload_url(
+    job_id: str, body: FileUploadRequest, session: SessionDep, settings: SettingsDep, blobs: BlobsDep, principal: Writer
+) -> FileUploadUrl:
+    """Presigned POST for one audio file of this job."""
+    job = _job(session, principal, job_id)
+    if job.status == "cancelled":
+        raise ApiError(409, "Inference job is cancelled")
+    file_id = new_id()
+    key = f"inference/{job.id}/{file_id}"
+    try:
+        name = display_filename(body.filename)
+        post = start_upload(
+            blobs, settings, key=key, declared_size=body.file_size_bytes, content_type=body.content_type, filename=name
+        )
+    except UploadError as e:
+        raise ApiError(e.status_code, str(e)) from e
+    session.add(
+        InferenceFile(
+            id=file_id,
+            organization_id=principal.organization_id,
+            inference_job_id=job.id,
+            original_filename=name,
+            content_type=body.content_type,
+            declared_size=body.file_size_bytes,
+            blob_key=key,
+        )
+    )
+    session.commit()
+    return FileUploadUrl(
+        file_id=file_id, upload_url=post.url, upload_fields=post.fields, s3_key=key, expires_in=settings.upload_url_expiry_s
+    )
+
+
+@router.post("/{job_id}/files/confirm", response_model=InferenceFilePublic, responses=v1_errors(404, 409))
+def confirm_file(job_id: str, body: FileConfirm, session: SessionDep, blobs: BlobsDep, principal: Writer) -> InferenceFilePublic:
+    """Confirm an uploaded file: it is queued durably for inference."""
+    job = _job(session, principal, job_id)
+    row = _file(session, job, body.file_id)
+    if row.status != "pending":
+        return file_public(row)  # confirming twice is harmless
+    if job.status == "cancelled":
+        raise ApiError(409, "Inference job is cancelled")
+    try:
+        finish_upload(blobs, key=row.blob_key, declared_size=row.declared_size)
+    except UploadError as e:
+        raise ApiError(e.status_code, str(e)) from e
+    row.status, row.queued_at = "queued", utcnow()
+    session.flush()
+    refresh_job(session, job.id)
+    session.commit()
+    return file_public(row)
+
+
+@router.get("/{job_id}/files/{file_id}", response_model=InferenceFilePublic, responses=v1_errors(404))
+def get_file(job_id: str, file_id: str, session: SessionDep, principal: Reader) -> InferenceFilePublic:
+    """One file's status and detections."""
+    return file_public(_file(session, _job(session, principal, job_id), file_id))
+
+
+@router.get("/{job_id}/files/{file_id}/download-url", response_model=DownloadUrl, responses=v1_errors(404, 409))
+def file_download_url(
+    job_id: str, file_id: str, session: SessionDep, settings: SettingsDep, blobs: BlobsDep, principal: Reader
+) -> DownloadUrl:
+    """Short-lived URL of the original audio."""
+    row = _file(session, _job(session, principal, job_id), file_id)
+    if row.status == "pending":
+        raise ApiError(409, "File upload was not confirmed")
+    url = blobs.presigned_get(row.blob_key, expires_s=settings.download_url_expiry_s, filename=row.original_filename)
+    return DownloadUrl(url=url, expires_in=settings.download_url_expiry_s, filename=row.original_filename)

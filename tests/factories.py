@@ -1,0 +1,141 @@
+"""Test helpers shared by the suite: free ports, HTTP clients per organization, waiting."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import requests
+
+from cluster.accounts import create_api_key, create_organization
+from cluster.db import session_scope
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Client(requests.Session):
+    """requests.Session bound to one base URL and one API key (one organization)."""
+
+    def __init__(self, base_url: str, key: str, *, header: str = "X-API-Key", org_id: str = ""):
+        super().__init__()
+        self.base_url = base_url.rstrip("/")
+        self.key = key
+        self.org_id = org_id
+        if header == "Authorization":
+            self.headers["Authorization"] = f"Bearer {key}"
+        else:
+            self.headers[header] = key
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        if url.startswith("/"):
+            url = self.base_url + url
+        kwargs.setdefault("timeout", 60)
+        return super().request(method, url, *args, **kwargs)
+
+
+def new_org(database_url: str, base_url: str, name: str = "org", *, scopes: list[str] | None = None, **kw: Any) -> Client:
+    with session_scope(database_url) as s:
+        org = create_organization(s, name, **kw)
+        _, key = create_api_key(s, org.id, f"{name}-key", scopes=scopes)
+        org_id = org.id
+    return Client(base_url, key, org_id=org_id)
+
+
+def ray_worker_pids(session_id: int, title: str) -> set[int]:
+    """PIDs of this test cluster's Ray worker processes whose title starts with ``ray::<title>``
+    (found through the OS: other Ray clusters on the machine share names and ports)."""
+    import os
+
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read()
+            if cmd.startswith(f"ray::{title}".encode()) and os.getsid(int(entry)) == session_id:
+                found.add(int(entry))
+        except (OSError, ProcessLookupError):
+            continue
+    return found
+
+
+def wait_for(predicate: Callable[[], Any], *, timeout: float = 120, interval: float = 0.5, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+
+
+def register_detector(settings: Any, organization_id: str, artifact_types: list[str], **fields: Any) -> str:
+    """A detector model row plus an (untrained) checkpoint in the blob store: for API tests
+    that need a model without training one."""
+    from cluster.blobs import make_blob_store
+    from cluster.db import init_schema
+    from cluster.tables import DetectorModel, new_id
+    from data_pipelines.features import N_FEATURES
+    from train_jobs.models.detector import DetectorDims, FrameDetector, save_checkpoint
+    from train_jobs.windows import WindowSpec
+
+    model = FrameDetector(DetectorDims(n_features=N_FEATURES, n_classes=len(artifact_types)))
+    data = save_checkpoint(model, artifact_types=artifact_types, window=WindowSpec.from_ms(500, 250))
+    blobs = make_blob_store(settings, secret=init_schema(settings.database_url).signing_secret.encode())
+    model_id = new_id()
+    key = f"models/detectors/{model_id}.pt"
+    blobs.put_bytes(key, data)
+    with session_scope(settings.database_url) as s:
+        s.add(DetectorModel(id=model_id, organization_id=organization_id, artifact_types=list(artifact_types), checkpoint_key=key, **fields))
+    return model_id
+
+
+def upload_dataset_audio(client, dataset_id: str, data: bytes, filename: str) -> str:
+    r = client.post(
+        f"/api/v1/datasets/{dataset_id}/audio/upload-url",
+        json={"filename": filename, "content_type": "application/octet-stream", "file_size": len(data)},
+    )
+    assert r.status_code == 201, r.text
+    info = r.json()
+    up = requests.post(info["upload_url"], data=info["fields"], files={"file": (filename, data)}, timeout=60)
+    assert up.status_code == 204, up.text
+    r = client.post(f"/api/v1/datasets/{dataset_id}/audio/confirm", json={"audio_id": info["audio_id"]})
+    assert r.status_code == 200, r.text
+    return info["audio_id"]
+
+
+def upload_inference_file(client, job_id: str, data: bytes, filename: str) -> str:
+    """The vendor page's client code, unchanged but for the session object."""
+    response = client.post(
+        f"/api/v1/inference-jobs/{job_id}/files/upload-url",
+        json={"filename": filename, "content_type": "audio/wav", "file_size_bytes": len(data)},
+    )
+    upload_info = response.json()
+    up = requests.post(upload_info["upload_url"], data=upload_info["upload_fields"], files={"file": (filename, data)}, timeout=60)
+    assert up.status_code == 204, up.text
+    response = client.post(f"/api/v1/inference-jobs/{job_id}/files/confirm", json={"file_id": upload_info["file_id"]})
+    assert response.json()["status"] == "queued"
+    return upload_info["file_id"]
+
+
+def silent_flac(hours: float, rate: int = 8000) -> bytes:
+    """Digital silence as 16-bit FLAC: 8 h is about 0.7 MB on the wire and 230 M samples decoded."""
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    block_s = 600
+    with sf.SoundFile(buf, "w", rate, 1, format="FLAC", subtype="PCM_16") as out:
+        for _ in range(round(hours * 3600 / block_s)):
+            out.write(np.zeros(rate * block_s, np.int16))
+    return buf.getvalue()

@@ -1,0 +1,42 @@
+"""The shipped cluster files are valid for the tools that read them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import ray
+import yaml
+from ray.serve.schema import ServeDeploySchema
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_serve_config_is_a_valid_serve_deploy_config():
+    config = ServeDeploySchema.model_validate(yaml.safe_load((ROOT / "cluster/serve_config.yaml").read_text()))
+    (app,) = config.applications
+    assert app.import_path == "serve_app.app:build_app"
+    deployments = {d.name: d for d in app.deployments}
+    assert set(deployments) == {"Ingress", "Detector", "Dispatcher"}
+    assert deployments["Detector"].autoscaling_config["max_replicas"] > 1
+    assert "max_batch_size" in deployments["Detector"].user_config
+
+
+def test_serve_config_deployments_exist_in_the_app():
+    from serve_app.app import AppArgs, Ingress
+    from serve_app.deployments.detector import Detector
+    from serve_app.dispatcher import Dispatcher
+
+    assert {Ingress.name, Detector.name, Dispatcher.name} == {"Ingress", "Detector", "Dispatcher"}
+    AppArgs.model_validate(yaml.safe_load((ROOT / "cluster/serve_config.yaml").read_text())["applications"][0]["args"])
+
+
+def test_ray_cluster_yaml_matches_the_launcher_schema():
+    schema = json.loads((Path(ray.__file__).parent / "autoscaler/ray-schema.json").read_text())
+    config = yaml.safe_load((ROOT / "ray_cluster.yaml").read_text())
+    jsonschema.validate(config, schema)
+    gpu = config["available_node_types"]["gpu_worker"]
+    assert gpu["resources"]["GPU"] >= 1 and config["head_node_type"] == "head"
+    assert any("pip install" in c and "fathom" in c for c in config["setup_commands"])
+    assert all("6379" not in c for c in config["head_start_ray_commands"])

@@ -1,0 +1,151 @@
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import data_pipelines.features as features
+from data_pipelines.audio import SAMPLE_RATE, decode_audio, encode_audio
+from data_pipelines.features import (
+    FRAME_HOP_MS,
+    HOP_LENGTH,
+    N_FEATURES,
+    N_MELS,
+    N_STATS,
+    STAT_NAMES,
+    compute_features,
+    frame_count,
+)
+from data_pipelines.synth import make_clip
+
+
+def _stat(feats: np.ndarray, name: str) -> np.ndarray:
+    return feats[:, N_MELS + STAT_NAMES.index(name)]
+
+
+def test_constants_agree():
+    assert (FRAME_HOP_MS, HOP_LENGTH, features.WIN_LENGTH, features.N_FFT, N_MELS) == (10, 160, 400, 512, 64)
+    assert HOP_LENGTH == SAMPLE_RATE * FRAME_HOP_MS // 1000
+    assert N_FEATURES == N_MELS + N_STATS == N_MELS + len(STAT_NAMES)
+
+
+@pytest.mark.parametrize(("n", "frames"), [(0, 0), (1, 1), (159, 1), (160, 1), (161, 2), (16000, 100), (16001, 101)])
+def test_frame_count_and_shape(n, frames):
+    assert frame_count(n) == frames
+    x = np.random.default_rng(n).normal(0, 0.1, n).astype(np.float32)
+    feats = compute_features(x)
+    assert feats.shape == (frames, N_FEATURES) and feats.dtype == np.float32
+    assert np.isfinite(feats).all()
+
+
+@pytest.mark.parametrize("t_ms", [0, 5, 9, 10, 123, 500, 995, 1999])
+def test_an_impulse_at_t_lights_frame_t_div_10(t_ms):
+    x = np.zeros(2 * SAMPLE_RATE, np.float32)
+    x[t_ms * SAMPLE_RATE // 1000] = 0.8
+    feats = compute_features(x)
+    assert int(np.argmax(feats[:, :N_MELS].sum(axis=1))) == t_ms // 10
+    assert int(np.argmax(_stat(feats, "log_peak"))) == t_ms // 10
+    lit = np.flatnonzero(_stat(feats, "log_peak") > np.log(0.5))
+    assert lit.tolist() == [t_ms // 10]
+
+
+def test_last_sample_of_a_block_stays_in_its_frame():
+    x = np.zeros(SAMPLE_RATE, np.float32)
+    x[HOP_LENGTH * 7 - 1] = 0.8  # 69.9375 ms
+    feats = compute_features(x)
+    assert int(np.argmax(feats[:, :N_MELS].sum(axis=1))) == 6
+    assert int(np.argmax(_stat(feats, "log_peak"))) == 6
+
+
+def test_levels_are_absolute_not_normalised():
+    x = np.random.default_rng(0).normal(0, 0.1, SAMPLE_RATE).astype(np.float32)
+    loud, quiet = compute_features(x), compute_features(0.1 * x)
+    mid = slice(5, -5)  # away from the zero padding
+    assert np.allclose(loud[mid, :N_MELS] - quiet[mid, :N_MELS], 2 * np.log(10), atol=0.01)
+    assert np.allclose(_stat(loud, "log_rms")[mid] - _stat(quiet, "log_rms")[mid], np.log(10), atol=0.01)
+
+
+def test_deterministic_and_chunking_invisible(monkeypatch):
+    x = np.random.default_rng(1).normal(0, 0.2, 3 * SAMPLE_RATE + 77).astype(np.float32)
+    x[12345] = 0.99
+    whole = compute_features(x)
+    assert np.array_equal(whole, compute_features(x.copy()))
+    monkeypatch.setattr(features, "CHUNK_FRAMES", 37)
+    np.testing.assert_allclose(compute_features(x), whole, rtol=1e-5, atol=1e-5)
+
+
+def test_statistics_of_known_signals():
+    n = SAMPLE_RATE
+    silence = compute_features(np.zeros(n, np.float32))
+    assert np.all(_stat(silence, "digital_silence") == 1.0) and np.all(_stat(silence, "zero_crossing_rate") == 0)
+    noise = compute_features(np.random.default_rng(2).normal(0, 0.1, n).astype(np.float32))
+    assert np.median(_stat(noise, "zero_crossing_rate")) == pytest.approx(0.5, abs=0.05)
+    assert np.median(_stat(noise, "spectral_flatness")) == pytest.approx(0.56, abs=0.05)
+    assert np.median(_stat(noise, "log_rms")) == pytest.approx(np.log(0.1), abs=0.05)
+    t = np.arange(n) / SAMPLE_RATE
+    tone = compute_features((0.5 * np.sin(2 * np.pi * 250 * t)).astype(np.float32))
+    assert np.median(_stat(tone, "spectral_flatness")) < 0.01
+    assert np.median(_stat(tone, "log_peak")) == pytest.approx(np.log(0.5), abs=0.01)
+    step = np.zeros(n, np.float32)
+    step[8000:] = 0.5  # a jump lights log_max_step only in its frame
+    steps = _stat(compute_features(step), "log_max_step")
+    assert int(np.argmax(steps)) == 50 and steps[50] == pytest.approx(np.log(0.5), abs=1e-3)
+    assert steps[49] < np.log(1e-4) and steps[51] < np.log(1e-4)
+
+
+def test_clipped_speech_separates_from_clean_speech_after_resampling():
+    """Clipping written at 44.1 kHz, decoded to 16 kHz (plateaus smeared, overshoot) stays visible."""
+    inside, clean = [], []
+    for seed in range(3):
+        clip = make_clip(seed, duration_s=8.0, sample_rate=44100, artifact_types=("clipping",), events_per_type=(2, 2))
+        w = decode_audio(encode_audio(clip.waveform, 44100, "flac")).waveform
+        feats = compute_features(w)
+        label = np.zeros(len(feats), bool)
+        for e in clip.events:
+            label[e.start_ms // 10 : e.end_ms // 10] = True
+        speech = _stat(feats, "log_rms") > np.log(0.02)
+        inside.append(_stat(feats, "near_clip_level")[label & speech])
+        clean.append(_stat(feats, "near_clip_level")[~label & speech])
+    inside, clean = np.concatenate(inside), np.concatenate(clean)
+    assert len(inside) > 50 and len(clean) > 200
+    assert np.median(inside) > 0.05 and np.mean(inside > 0.02) > 0.6
+    assert np.quantile(clean, 0.99) < 0.02
+
+
+def test_dropout_and_noise_burst_statistics():
+    clip = make_clip(4, duration_s=6.0, artifact_types=("glitch", "noise_burst"), events_per_type=(2, 2))
+    feats = compute_features(clip.waveform)
+    speech = _stat(feats, "log_rms") > np.log(0.02)
+    for e in clip.events:
+        frames = slice(-(-e.start_ms // 10), e.end_ms // 10)  # frames wholly inside
+        if e.artifact_type == "noise_burst":
+            assert np.median(_stat(feats, "spectral_flatness")[frames]) > 5 * np.median(_stat(feats, "spectral_flatness")[speech])
+        elif (clip.waveform[e.start_ms * 16 : e.end_ms * 16] == 0).all():  # dropout
+            assert np.all(_stat(feats, "digital_silence")[frames] == 1.0)
+        else:  # click: the sharpest step of the clip
+            assert _stat(feats, "log_max_step")[e.start_ms // 10 : -(-e.end_ms // 10)].max() > np.quantile(_stat(feats, "log_max_step"), 0.99)
+
+
+def test_faster_than_300x_real_time_on_one_core():
+    x = np.random.default_rng(3).normal(0, 0.1, 60 * SAMPLE_RATE).astype(np.float32)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        compute_features(x[:SAMPLE_RATE])
+        cpu = []
+        for _ in range(3):
+            start = time.process_time()  # CPU time: robust to other load on the machine
+            compute_features(x)
+            cpu.append(time.process_time() - start)
+    finally:
+        torch.set_num_threads(threads)
+    assert min(cpu) < 60 / 300
+
+
+def test_rejects_bad_input():
+    with pytest.raises(ValueError, match="mono"):
+        compute_features(np.zeros((2, 100), np.float32))
+    with pytest.raises(ValueError, match="NaN"):
+        compute_features(np.array([0.0, np.nan], np.float32))
+    with pytest.raises(ValueError):
+        frame_count(-1)

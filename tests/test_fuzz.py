@@ -1,0 +1,353 @@
+"""Schema fuzzing of the deployed app: every operation of its /openapi.json, over real HTTP.
+
+schemathesis generates valid (positive) and invalid (negative) cases per operation. Every
+answer must be free of 5xx, carry a documented status code, and have the documented content
+type and body schema; an invalid case must also be refused with a 4xx. Path ids and the id
+fields of queries and bodies are, field by field and at random, either generated or the id of
+a real resource of the fuzzing organization seeded for that operation, so 2xx answers are
+checked as well as 404s.
+
+v1 requests carry ``X-API-Key``, v3 requests ``Authorization: Bearer``; every key has all
+scopes. v3 rate limits count per key, so each key of the pool serves no more requests than the
+smallest bucket of the deployment's settings allows and a 429 never stands in for a real answer.
+
+Runtime is bounded by the number of cases (POSITIVE_EXAMPLES and NEGATIVE_EXAMPLES per
+operation, no shrinking) and a time limit per operation.
+
+Heavy work: ``POST /api/v1/training-jobs`` and ``POST /api/v3/custom_models/{model_id}/run``
+are fuzzed like every other operation but only ever get bodies that are refused, because the
+fuzzing organization never holds a published annotation set over ready audio, nor a custom
+model with the minimum of training audio (its one seeded pair is half a second long);
+``test_fuzzing_started_no_work`` checks that nothing started.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter, defaultdict
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from schemathesis.specs.openapi.checks import negative_data_rejection
+from sqlalchemy import select
+
+from cluster.accounts import create_api_key
+from cluster.db import session_scope
+from cluster.stt_tables import CustomModel
+from cluster.tables import TrainingJob
+from data_pipelines.audio import encode_audio
+from serve_app.rate_limits import BUCKETS, Rate
+from serve_app.routes.stt import AUDIO_PART_TYPES
+from tests.factories import register_detector
+
+POSITIVE_EXAMPLES = 25  # generated valid cases per operation
+NEGATIVE_EXAMPLES = 12  # generated invalid cases per operation
+OPERATION_TIMEOUT_S = 120
+ARTIFACT = "click"  # the seeded dataset's one artifact type
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
+HYPOTHESIS = dict(
+    deadline=None,
+    database=None,
+    derandomize=True,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
+
+# Operations fuzzing cannot bring to a 2xx, and why; every other one must answer 2xx at least once.
+NO_SUCCESS = {
+    "POST /api/v1/training-jobs": "kept from starting (see above)",
+    "POST /api/v3/custom_models/{model_id}/run": "kept from starting (see above)",
+    "DELETE /api/v1/training-jobs/{job_id}": "the seeded job has finished",
+    "POST /api/v1/datasets/{dataset_id}/audio/confirm": "needs an object uploaded to storage",
+    "POST /api/v1/inference-jobs/{job_id}/files/confirm": "needs an object uploaded to storage",
+    "GET /api/v1/inference-jobs/{job_id}/files/{file_id}/download-url": "needs a confirmed upload",
+    "POST /blobs/upload": "needs a signed upload form",
+    "GET /blobs/download": "needs a signed URL",
+    "PUT /api/v3/custom_models/{model_id}/data": "needs decodable audio",
+    "POST /api/v3/stt": "needs decodable audio",
+}
+
+SEEDED_ODDS = (True, True, True, False)  # a field takes a real value 3 times in 4
+
+# generated field -> the Seeds attributes holding real values for it
+SEEDED_FIELDS = {
+    "dataset_id": ("dataset_id",),
+    "audio_id": ("audio_id",),
+    "audio_file_id": ("audio_id",),
+    "set_id": ("set_id",),
+    "annotation_set_id": ("set_id",),
+    "annotation_id": ("annotation_id",),
+    "artifact_type": ("artifact_type",),
+    "key_id": ("key_id",),
+    "file_id": ("inference_file_id",),
+    "data_id": ("data_id",),
+    "filename": ("audio_filename",),
+    "content_type": ("audio_content_type",),
+    "model": ("base_model", "custom_model_key"),  # POST /api/v3/stt
+    "language": ("language",),
+}
+
+
+def seed_attributes(path: str, field: str) -> tuple[str, ...]:
+    if field == "job_id":
+        return ("inference_job_id",) if path.startswith("/api/v1/inference-jobs") else ("training_job_id",)
+    if field == "model_id":
+        return ("custom_model_id",) if path.startswith("/api/v3") else ("detector_model_id",)
+    return SEEDED_FIELDS.get(field, ())
+
+
+def static_operations() -> list[tuple[str, str]]:
+    """(method, path) of the app's routes, for collection; the test checks the live schema matches."""
+    from serve_app.app import create_api
+
+    paths = create_api().openapi()["paths"]
+    return [(method.upper(), path) for path, ops in paths.items() for method in ops]
+
+
+class KeyPool:
+    """All-scope keys of one organization, each retired before it could overfill any rate bucket."""
+
+    def __init__(self, database_url: str, organization_id: str, uses_per_key: int):
+        self.database_url = database_url
+        self.organization_id = organization_id
+        self.uses_per_key = uses_per_key
+        self.created = 0
+        self._key = ""
+        self._left = 0
+
+    def take(self) -> str:
+        if self._left == 0:
+            with session_scope(self.database_url) as s:
+                _, self._key = create_api_key(s, self.organization_id, f"fuzz-{self.created}")
+            self.created += 1
+            self._left = self.uses_per_key
+        self._left -= 1
+        return self._key
+
+    def headers(self, path: str) -> dict[str, str]:
+        if path.startswith("/api/v3"):
+            return {"Authorization": f"Bearer {self.take()}"}
+        if path.startswith("/api/v1"):
+            return {"X-API-Key": self.take()}
+        return {}  # health and the signed blob URLs take no key
+
+
+class Seeds:
+    """Real resources of the fuzzing organization, each created on first use."""
+
+    artifact_type = ARTIFACT
+    base_model = "general"
+    language = "en"
+    audio_filename = "a.wav"
+    audio_content_type = "audio/wav"
+
+    def __init__(self, platform, organization_id: str, keys: KeyPool):
+        self.platform = platform
+        self.organization_id = organization_id
+        self.keys = keys
+
+    def _call(self, method: str, path: str, **kw: Any) -> dict:
+        r = requests.request(method, self.platform.base_url + path, headers=self.keys.headers(path), timeout=60, **kw)
+        assert r.status_code in (200, 201), f"seeding {method} {path}: {r.status_code} {r.text}"
+        return r.json()
+
+    @cached_property
+    def dataset_id(self) -> str:
+        body = {"name": "fuzz", "artifact_types": [{"name": ARTIFACT}]}
+        return self._call("POST", "/api/v1/datasets", json=body)["id"]
+
+    @cached_property
+    def audio_id(self) -> str:
+        body = {"filename": "a.wav", "content_type": "audio/wav", "file_size": 1000}
+        return self._call("POST", f"/api/v1/datasets/{self.dataset_id}/audio/upload-url", json=body)["audio_id"]
+
+    @cached_property
+    def draft_set(self) -> tuple[str, str]:
+        """(set id, annotation id): a draft set holding one annotation, so that it can be published."""
+        set_id = self._call("POST", f"/api/v1/datasets/{self.dataset_id}/annotation-sets")["id"]
+        body = {"audio_file_id": self.audio_id, "artifact_type": ARTIFACT, "start_ms": 0, "end_ms": 100}
+        path = f"/api/v1/datasets/{self.dataset_id}/annotation-sets/{set_id}/annotations"
+        return set_id, self._call("POST", path, json=body)["id"]
+
+    @property
+    def set_id(self) -> str:
+        return self.draft_set[0]
+
+    @property
+    def annotation_id(self) -> str:
+        return self.draft_set[1]
+
+    @cached_property
+    def training_job_id(self) -> str:
+        """A finished (failed) job row: training itself is never started by this module."""
+        with session_scope(self.platform.settings.database_url) as s:
+            job = TrainingJob(
+                organization_id=self.organization_id,
+                dataset_id=self.dataset_id,
+                annotation_set_id=self.set_id,
+                config={"artifact_types": [ARTIFACT]},
+                status="failed",
+                error_message="seeded for fuzzing",
+            )
+            s.add(job)
+            s.flush()
+            return job.id
+
+    @cached_property
+    def detector_model_id(self) -> str:
+        return register_detector(self.platform.settings, self.organization_id, [ARTIFACT], name="fuzz")
+
+    @cached_property
+    def inference_job_id(self) -> str:
+        return self._call("POST", "/api/v1/inference-jobs", json={"model_id": self.detector_model_id})["id"]
+
+    @cached_property
+    def inference_file_id(self) -> str:
+        body = {"filename": "a.wav", "file_size_bytes": 1000}
+        path = f"/api/v1/inference-jobs/{self.inference_job_id}/files/upload-url"
+        return self._call("POST", path, json=body)["file_id"]
+
+    @cached_property
+    def key_id(self) -> str:
+        with session_scope(self.platform.settings.database_url) as s:
+            row, _ = create_api_key(s, self.organization_id, "fuzz-victim")
+            return row.id
+
+    @cached_property
+    def custom_model_id(self) -> int:
+        return self._call("POST", "/api/v3/custom_models", json={"name": "fuzz", "language": "en"})["id"]
+
+    @property
+    def custom_model_key(self) -> str:
+        return f"custom_model_{self.custom_model_id}"
+
+    @cached_property
+    def data_id(self) -> int:
+        """Half a second of silence: the model becomes ready (2) but holds too little audio to train."""
+        wav = encode_audio(np.zeros(8000, dtype=np.float32), 16000, "wav")
+        files = {"audio_file": ("a.wav", wav, "audio/wav"), "transcript_file": ("a.txt", b"hello", "text/plain")}
+        path = f"/api/v3/custom_models/{self.custom_model_id}/data"
+        return self._call("PUT", path, data={"type": "train"}, files=files)["id"]
+
+
+def substitute_seeds(case: schemathesis.Case, seeds: Seeds, draw) -> None:
+    """Replace generated ids with real ones, each field with probability 3/4."""
+    body = case.body if isinstance(case.body, dict) else {}
+    containers = [case.path_parameters or {}, case.query or {}, body]
+    containers += [item for item in body.get("annotations", []) if isinstance(item, dict)]
+    for container in containers:
+        for field in list(container):
+            attributes = seed_attributes(case.operation.path, field)
+            if attributes and draw(st.sampled_from(SEEDED_ODDS), label=field):
+                container[field] = getattr(seeds, draw(st.sampled_from(attributes), label=field))
+
+
+@pytest.fixture(scope="module")
+def fuzz_org(platform):
+    client = platform.org(f"fuzz-{uuid.uuid4().hex[:6]}")
+    smallest = min(Rate.parse(getattr(platform.settings, setting)).limit for setting in BUCKETS.values())
+    return client.org_id, KeyPool(platform.settings.database_url, client.org_id, uses_per_key=smallest)
+
+
+@pytest.fixture(scope="module")
+def api_schema(platform):
+    schema = schemathesis.openapi.from_url(f"{platform.base_url}/openapi.json")
+    # Audio parts go out as the generated bytes. No strategy for real audio on purpose: random
+    # bytes exercise the decoders, and never add up to enough training audio for a run to start.
+    audio_types = {t.strip() for t in AUDIO_PART_TYPES.split(",")}
+    schemathesis.serializer.alias(sorted(audio_types), "application/octet-stream")
+    return schema
+
+
+@pytest.fixture(scope="module")
+def tally():
+    """label -> Counter of answers ("404", or "404 MODEL_NOT_FOUND" for v3 errors), shared by this module's tests."""
+    return defaultdict(Counter)
+
+
+def negatable(operation) -> bool:
+    """Whether invalid input exists: any string is a valid (if unknown) string id."""
+    typed_path = any(p.definition.get("schema", {}).get("type") != "string" for p in operation.path_parameters)
+    return bool(operation.query or operation.body or typed_path)
+
+
+def answer(response: requests.Response) -> str:
+    """The status, with the error code of a v3 error body."""
+    try:
+        body = response.json() if response.status_code >= 400 else None
+    except ValueError:
+        body = None
+    code = body.get("error_code", "") if isinstance(body, dict) else ""
+    return f"{response.status_code} {code}".strip()
+
+
+def fuzz(operation, mode, examples, platform, keys, seeds, tally) -> None:
+    checks = CHECKS + ([negative_data_rejection] if mode is schemathesis.GenerationMode.NEGATIVE else [])
+
+    @settings(max_examples=examples, **HYPOTHESIS)
+    @given(case=operation.as_strategy(generation_mode=mode), data=st.data())
+    def run(case, data) -> None:
+        if mode is schemathesis.GenerationMode.POSITIVE:
+            substitute_seeds(case, seeds, data.draw)
+        headers = keys.headers(operation.path)
+        response = case.call(base_url=platform.base_url, headers=headers, timeout=60)
+        tally[operation.label][answer(response)] += 1
+        case.validate_response(response, checks=checks, headers=headers)
+
+    run()
+
+
+@pytest.mark.timeout(OPERATION_TIMEOUT_S, func_only=True)
+@pytest.mark.parametrize("method,path", static_operations(), ids=lambda x: x)
+def test_operation_conforms_to_schema(platform, api_schema, fuzz_org, tally, method, path):
+    org_id, keys = fuzz_org
+    operation = api_schema[path][method]
+    seeds = Seeds(platform, org_id, keys)
+    fuzz(operation, schemathesis.GenerationMode.POSITIVE, POSITIVE_EXAMPLES, platform, keys, seeds, tally)
+    if negatable(operation):
+        fuzz(operation, schemathesis.GenerationMode.NEGATIVE, NEGATIVE_EXAMPLES, platform, keys, seeds, tally)
+    assert sum(tally[operation.label].values()) >= 1
+
+
+def test_every_live_operation_was_fuzzed(platform, api_schema, tally):
+    live = {(op.method.upper(), op.path) for op in (r.ok() for r in api_schema.get_all_operations())}
+    assert live == set(static_operations())
+    statuses = {label: {int(a.split()[0]) for a in answers} for label, answers in tally.items()}
+    print(f"\nfuzzed {sum(sum(c.values()) for c in tally.values())} cases over {len(tally)} operations")
+    for label, answers in sorted(tally.items()):
+        print(f"  {label}: {dict(sorted(answers.items()))}")
+    assert set(tally) == {f"{m} {p}" for m, p in live}
+    assert not any(code >= 500 for codes in statuses.values() for code in codes)
+    never_2xx = {label for label, codes in statuses.items() if not any(200 <= code < 300 for code in codes)}
+    assert never_2xx <= set(NO_SUCCESS), sorted(never_2xx - set(NO_SUCCESS))
+    # Generated bytes reach the audio decoders: the ingress's (training data) and the transcriber's.
+    for label in ("PUT /api/v3/custom_models/{model_id}/data", "POST /api/v3/stt"):
+        assert tally[label]["400 INVALID_AUDIO"] > 0, tally[label]
+
+
+def test_fuzzing_started_no_work(platform, fuzz_org):
+    org_id, _ = fuzz_org
+    with session_scope(platform.settings.database_url) as s:
+        jobs = s.scalars(select(TrainingJob).where(TrainingJob.organization_id == org_id)).all()
+        models = s.scalars(select(CustomModel).where(CustomModel.organization_id == org_id)).all()
+        assert all(job.error_message == "seeded for fuzzing" and job.ray_job_id is None for job in jobs)
+        assert models and all(m.training_status in (1, 2) for m in models), [m.training_status for m in models]

@@ -1,0 +1,231 @@
+"""Train an artifact detector: ``python -m train_jobs.detector``.
+
+Launched by ``POST /api/v1/training-jobs`` (``--job-id``) or by hand::
+
+    ray job submit --working-dir . -- python -m train_jobs.detector \
+        --dataset-id D --annotation-set-id A --artifact-types glitch,long_pause --epochs 20
+
+Either way it records the job, reads the dataset's feature shards with Ray Data, trains
+with Ray Train (DDP over ``num_workers``, GPUs when present, a checkpoint every epoch,
+restarts from the latest checkpoint after a worker failure), evaluates event-based on
+the validation files and registers the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import random
+import sys
+from typing import Any
+
+import numpy as np
+import ray
+
+from cluster.blobs import make_blob_store
+from cluster.db import init_schema, session_scope
+from cluster.launcher import current_submission_id
+from cluster.tables import Annotation, AnnotationSet, AudioFile, DetectorModel, TrainingJob, new_id
+from cluster.training import JobCancelled, complete_with_model, fail_job, mark_running, report_progress
+from data_pipelines.events import Event
+from data_pipelines.shards import read_feature_dataset, read_feature_shard, row_to_features
+from schemas.settings import Settings
+from schemas.training import TrainingConfig
+from train_jobs.detector_eval import evaluate_detector
+from train_jobs.detector_loop import checkpoint_bytes, fit_detector
+from train_jobs.models.detector import DetectorDims, load_checkpoint
+from train_jobs.progress import ProgressCallback
+from train_jobs.windows import WindowSpec, frame_labels, make_training_windows
+
+log = logging.getLogger("fathom.train.detector")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m train_jobs.detector", description=__doc__.split("\n")[0])
+    p.add_argument("--job-id", help="train an existing queued job record (API launches)")
+    p.add_argument("--dataset-id")
+    p.add_argument("--annotation-set-id")
+    p.add_argument("--artifact-types", help="comma-separated; default: every type of the dataset")
+    for name, typ in (("epochs", int), ("validation-split", float), ("learning-rate", float), ("batch-size", int),
+                      ("chunk-size-ms", int), ("stride-ms", int), ("num-workers", int), ("seed", int)):
+        p.add_argument(f"--{name}", type=typ)
+    p.add_argument("--use-gpu", action=argparse.BooleanOptionalAction, default=None)
+    args = p.parse_args(argv)
+    if not args.job_id and not (args.dataset_id and args.annotation_set_id):
+        p.error("give --job-id, or --dataset-id and --annotation-set-id")
+    return args
+
+
+def create_job_record(settings: Settings, args: argparse.Namespace) -> str:
+    """A standalone submission registers its job exactly like the API does."""
+    with session_scope(settings.database_url) as s:
+        aset = s.get(AnnotationSet, args.annotation_set_id)
+        if aset is None or aset.dataset_id != args.dataset_id:
+            raise SystemExit(f"annotation set {args.annotation_set_id} of dataset {args.dataset_id} not found")
+        from cluster.tables import Dataset
+
+        dataset = s.get(Dataset, args.dataset_id)
+        types = args.artifact_types.split(",") if args.artifact_types else [t["name"] for t in dataset.artifact_types]
+        overrides = {k: v for k, v in vars(args).items() if v is not None and k not in ("job_id", "dataset_id", "annotation_set_id", "artifact_types")}
+        config = TrainingConfig(artifact_types=types, **overrides)
+        job = TrainingJob(organization_id=dataset.organization_id, dataset_id=dataset.id, annotation_set_id=aset.id, config=config.model_dump())
+        s.add(job)
+        s.flush()
+        return job.id
+
+
+def split_files(file_ids: list[str], validation_split: float, seed: int) -> tuple[list[str], list[str]]:
+    """File-level split (windows of one file never straddle train and validation)."""
+    ids = sorted(file_ids)
+    random.Random(seed).shuffle(ids)
+    n_val = min(max(1, round(len(ids) * validation_split)), len(ids) - 1)
+    return ids[n_val:], ids[:n_val]
+
+
+def load_job_inputs(settings: Settings, job_id: str) -> dict[str, Any]:
+    with session_scope(settings.database_url) as s:
+        job = s.get(TrainingJob, job_id)
+        config = TrainingConfig.model_validate(job.config)
+        files = s.query(AudioFile).filter(AudioFile.dataset_id == job.dataset_id, AudioFile.processing_status == "ready").all()
+        anns = s.query(Annotation).filter(Annotation.annotation_set_id == job.annotation_set_id).all()
+        events: dict[str, list[Event]] = {f.id: [] for f in files}
+        for a in anns:
+            if a.artifact_type in config.artifact_types and a.audio_file_id in events:
+                events[a.audio_file_id].append(Event(a.artifact_type, int(a.start_ms), int(a.end_ms)))
+        return {
+            "job": {"organization_id": job.organization_id, "dataset_id": job.dataset_id},
+            "config": config,
+            "features_keys": {f.id: f.features_key for f in files},
+            "events": events,
+        }
+
+
+def feature_stats(blobs, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean/std over the training files, stored in the checkpoint."""
+
+    @ray.remote(num_cpus=1)
+    def partial(key: str) -> tuple[np.ndarray, np.ndarray, int]:
+        f = read_feature_shard(blobs, key).astype(np.float64)
+        return f.sum(0), (f**2).sum(0), f.shape[0]
+
+    parts = ray.get([partial.remote(k) for k in keys])
+    total = sum(p[2] for p in parts)
+    mean = sum(p[0] for p in parts) / total
+    var = sum(p[1] for p in parts) / total - mean**2
+    return mean.astype(np.float32), np.sqrt(np.maximum(var, 1e-8)).astype(np.float32)
+
+
+def window_dataset(blobs, keys: dict[str, str], events: dict[str, list[Event]], types: list[str], spec: WindowSpec):
+    def to_windows(row: dict[str, Any]) -> list[dict[str, Any]]:
+        audio_id, feats = row_to_features(row)
+        labels = frame_labels(feats.shape[0], events[audio_id], types)
+        return make_training_windows(feats, labels, spec)
+
+    return read_feature_dataset(blobs, list(keys.values())).flat_map(to_windows)
+
+
+def resolve_gpu(config: TrainingConfig, settings: Settings) -> bool:
+    if config.use_gpu is not None:
+        return config.use_gpu
+    if settings.use_gpu is not None:
+        return settings.use_gpu
+    return ray.cluster_resources().get("GPU", 0) > 0
+
+
+def train(settings: Settings, job_id: str) -> str:
+    url = settings.database_url
+    blobs = make_blob_store(settings, secret=init_schema(url).signing_secret.encode())
+    inputs = load_job_inputs(settings, job_id)
+    config: TrainingConfig = inputs["config"]
+    types = list(config.artifact_types)
+    train_ids, val_ids = split_files(list(inputs["features_keys"]), config.validation_split, config.seed)
+    log.info("job %s: %d training files, %d validation files, types %s", job_id, len(train_ids), len(val_ids), types)
+    report_progress(url, job_id, progress=1.0)
+
+    keys = inputs["features_keys"]
+    spec = WindowSpec.from_ms(config.chunk_size_ms, config.stride_ms)
+    mean, std = feature_stats(blobs, [keys[i] for i in train_ids])
+    train_ds = window_dataset(blobs, {i: keys[i] for i in train_ids}, inputs["events"], types, spec)
+    val_ds = window_dataset(blobs, {i: keys[i] for i in val_ids}, inputs["events"], types, spec)
+    report_progress(url, job_id, progress=5.0)
+
+    n_features = int(mean.shape[0])
+    loop_config = {
+        "epochs": config.epochs,
+        "learning_rate": config.learning_rate,
+        "batch_size": config.batch_size,
+        "dims": DetectorDims(n_features=n_features, n_classes=len(types)).__dict__,
+        "artifact_types": types,
+        "window": spec.__dict__,
+        "feature_mean": mean.tolist(),
+        "feature_std": std.tolist(),
+        "seed": config.seed,
+    }
+    num_workers = config.num_workers if config.num_workers is not None else settings.train_num_workers
+    result = fit_detector(
+        train_ds,
+        val_ds,
+        config=loop_config,
+        num_workers=num_workers,
+        use_gpu=resolve_gpu(config, settings),
+        storage_path=blobs.arrow_path(f"ray-train/{job_id}"),
+        storage_filesystem=blobs.arrow_filesystem(),
+        run_name=f"detector-{job_id}",
+        callbacks=[ProgressCallback(url, job_id, epochs=config.epochs)],
+    )
+    if result.checkpoint is None:
+        raise RuntimeError("training finished without a checkpoint")
+    model_bytes = checkpoint_bytes(result.checkpoint)
+
+    report_progress(url, job_id, progress=92.0)
+    model, meta = load_checkpoint(model_bytes)
+    val_files = [(read_feature_shard(blobs, keys[i]), inputs["events"][i]) for i in val_ids]
+    eval_metrics = evaluate_detector(model, meta, val_files)
+    log.info("job %s: validation event F1 %.3f", job_id, eval_metrics["f1_score"])
+
+    model_id = new_id()
+    checkpoint_key = f"models/detectors/{model_id}.pt"
+    blobs.put_bytes(checkpoint_key, model_bytes)
+    final_metrics = {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
+    final_metrics.update({"event_f1": eval_metrics["f1_score"], "event_precision": eval_metrics["precision"], "event_recall": eval_metrics["recall"]})
+    row = DetectorModel(
+        id=model_id,
+        organization_id=inputs["job"]["organization_id"],
+        training_job_id=job_id,
+        artifact_types=types,
+        eval_metrics=eval_metrics,
+        config=config.model_dump(),
+        checkpoint_key=checkpoint_key,
+    )
+    try:
+        return complete_with_model(url, job_id, row, final_metrics)
+    except JobCancelled:
+        blobs.delete(checkpoint_key)  # never leave a model file behind for a job that did not complete
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args = parse_args(argv)
+    settings = Settings()
+    init_schema(settings.database_url)
+    job_id = args.job_id or create_job_record(settings, args)
+    ray.init(address=settings.ray_address or os.environ.get("RAY_ADDRESS") or "auto", log_to_driver=True)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    try:
+        mark_running(settings.database_url, job_id, ray_job_id=current_submission_id(settings))
+        model_id = train(settings, job_id)
+    except JobCancelled as e:
+        log.info("%s", e)
+        return 0
+    except BaseException as e:
+        log.exception("training job %s failed", job_id)
+        fail_job(settings.database_url, job_id, f"{type(e).__name__}: {e}")
+        return 1
+    print(f"training job {job_id} completed: model {model_id}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

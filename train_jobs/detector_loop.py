@@ -1,0 +1,266 @@
+"""Ray Train (V2) loop for the frame-level artifact detector.
+
+Each worker reads its shard of the ``"train"`` and ``"val"`` window datasets (rows
+``{"x": [W, F], "y": [chunk, C]}`` from ``train_jobs.windows.make_training_windows``),
+trains a DDP-wrapped ``FrameDetector`` with class-weighted BCE on the chunk frames only,
+and reports once per epoch from every rank. NaN targets (chunk frames past the end of
+a file) count in neither the loss nor the frame scores. Rank 0 attaches a checkpoint directory
+holding the self-contained model bytes plus the optimizer state, so a restarted or
+re-launched run (same ``storage_path`` + ``name``) continues at the next epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from train_jobs.models.detector import DetectorDims, FrameDetector, load_checkpoint, save_checkpoint
+from train_jobs.windows import WindowSpec
+
+MODEL_FILE = "detector.pt"  # save_checkpoint bytes inside a Ray checkpoint directory
+TRAIN_STATE_FILE = "train_state.pt"  # {"epoch", "optimizer", "pos_weight"}
+CHECKPOINTS_KEPT = 2  # latest checkpoints retained in storage
+WEIGHT_DECAY = 1e-2  # AdamW
+GRAD_CLIP_NORM = 1.0  # global L2 norm; keeps the GRU stable at high learning rates
+MIN_LR_FRACTION = 0.05  # cosine schedule floor, as a fraction of learning_rate
+MAX_POS_WEIGHT = 50.0  # cap on sqrt(negative/positive) frame ratio per class
+SHUFFLE_BUFFER_BATCHES = 8  # local shuffle buffer, in batches
+PREDICT_THRESHOLD = 0.5  # frame probability above which a frame counts as detected
+
+REQUIRED_CONFIG_KEYS = (
+    "epochs", "learning_rate", "batch_size", "dims", "artifact_types",
+    "window", "feature_mean", "feature_std", "seed",
+)  # fmt: skip
+
+
+def validate_config(config: Mapping[str, Any]) -> tuple[DetectorDims, WindowSpec]:
+    """Checks the loop config on the driver before any worker starts."""
+    missing = [k for k in REQUIRED_CONFIG_KEYS if k not in config]
+    if missing:
+        raise ValueError(f"detector train config lacks {missing}; required keys are {list(REQUIRED_CONFIG_KEYS)}")
+    try:
+        dims = DetectorDims(**config["dims"])
+        window = WindowSpec(**config["window"])
+    except TypeError as e:
+        raise ValueError(f"bad dims or window in detector train config: {e}") from e
+    if len(config["artifact_types"]) != dims.n_classes:
+        raise ValueError(
+            f"artifact_types {list(config['artifact_types'])} do not match dims.n_classes={dims.n_classes}"
+        )
+    for key in ("feature_mean", "feature_std"):
+        if len(config[key]) != dims.n_features:
+            raise ValueError(f"{key} has {len(config[key])} values; dims.n_features is {dims.n_features}")
+    if int(config["epochs"]) < 1 or int(config["batch_size"]) < 1 or float(config["learning_rate"]) <= 0:
+        raise ValueError("epochs and batch_size must be >= 1 and learning_rate > 0")
+    return dims, window
+
+
+def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def _epoch_lr(base_lr: float, epoch: int, epochs: int) -> float:
+    """Cosine decay by epoch (1-based) to MIN_LR_FRACTION; a function of the epoch only, so resumes match."""
+    progress = (epoch - 1) / max(1, epochs - 1)
+    return base_lr * (MIN_LR_FRACTION + (1 - MIN_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _positive_weights(shard, batch_size: int, n_classes: int, device: torch.device) -> torch.Tensor:
+    """Per-class BCE pos_weight sqrt(neg/pos) over all ranks' training frames, in [1, MAX_POS_WEIGHT]."""
+    counts = torch.zeros(2, n_classes, dtype=torch.float64, device=device)  # positive, labelled frames
+    for batch in shard.iter_torch_batches(batch_size=batch_size, dtypes=torch.float32, device=device):
+        y = batch["y"].reshape(-1, n_classes)
+        counts[0] += torch.nansum(y, dim=0).double()
+        counts[1] += (~torch.isnan(y)).sum(0).double()
+    counts = _all_reduce_sum(counts)
+    pos = counts[0].clamp_min(1.0)
+    ratio = (counts[1] - pos).clamp_min(1.0) / pos
+    return ratio.sqrt().clamp(1.0, MAX_POS_WEIGHT).float()
+
+
+def _masked_bce(logits: torch.Tensor, y: torch.Tensor, pos_weight: torch.Tensor | None) -> torch.Tensor:
+    """Mean BCE-with-logits over the frames whose target is not NaN."""
+    labelled = ~torch.isnan(y)
+    loss = nn.functional.binary_cross_entropy_with_logits(
+        logits, torch.nan_to_num(y), pos_weight=pos_weight, reduction="none"
+    )
+    return (loss * labelled).sum() / labelled.sum().clamp_min(1)
+
+
+def _run_epoch(model, shard, *, pos_weight, window: WindowSpec, batch_size: int, optimizer=None, n_classes: int, device):
+    """One pass over a shard; trains when given an optimizer. Returns [loss sum, batches], TP/FP/FN [3, C]."""
+    ctx, chunk = window.context_frames, window.chunk_frames
+    training = optimizer is not None
+    model.train(training)
+    loss_sum = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, batches
+    counts = torch.zeros(3, n_classes, dtype=torch.float64, device=device)  # TP, FP, FN
+    shuffle = batch_size * SHUFFLE_BUFFER_BATCHES if training else None
+    batches = shard.iter_torch_batches(
+        batch_size=batch_size, dtypes=torch.float32, device=device, local_shuffle_buffer_size=shuffle
+    )
+    for batch in batches:
+        x, y = batch["x"], batch["y"]
+        with torch.set_grad_enabled(training):
+            logits = model(x)[:, ctx : ctx + chunk]
+            loss = _masked_bce(logits, y, pos_weight)
+        if training:
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP_NORM)
+            optimizer.step()
+        with torch.no_grad():
+            labelled = ~torch.isnan(y)
+            pred = (torch.sigmoid(logits) > PREDICT_THRESHOLD) & labelled
+            truth = y > 0.5  # False where NaN
+            counts[0] += (pred & truth).sum((0, 1)).double()
+            counts[1] += (pred & ~truth).sum((0, 1)).double()
+            counts[2] += (~pred & truth).sum((0, 1)).double()
+            loss_sum[0] += loss.detach().double()
+            loss_sum[1] += 1
+    return _all_reduce_sum(loss_sum), _all_reduce_sum(counts)
+
+
+def _f1(counts: torch.Tensor) -> np.ndarray:
+    tp, fp, fn = counts.cpu().numpy()
+    denom = 2 * tp + fp + fn
+    return np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 1.0)  # no frames, none predicted: perfect
+
+
+def _write_checkpoint_dir(model, optimizer, *, epoch: int, pos_weight, config: Mapping[str, Any], window) -> str:
+    directory = tempfile.mkdtemp(prefix="fathom-detector-ckpt-")
+    model_bytes = save_checkpoint(
+        model, artifact_types=config["artifact_types"], window=window, extra={"epoch": epoch}
+    )
+    with open(os.path.join(directory, MODEL_FILE), "wb") as f:
+        f.write(model_bytes)
+    state = {"epoch": epoch, "optimizer": optimizer.state_dict(), "pos_weight": pos_weight.cpu()}
+    torch.save(state, os.path.join(directory, TRAIN_STATE_FILE))
+    return directory
+
+
+def train_loop_per_worker(config: dict) -> None:
+    """Per-worker loop for ``TorchTrainer``; config keys: see ``REQUIRED_CONFIG_KEYS``."""
+    dims, window = validate_config(config)
+    artifact_types: Sequence[str] = config["artifact_types"]
+    epochs, batch_size = int(config["epochs"]), int(config["batch_size"])
+    rank = ray.train.get_context().get_world_rank()
+    torch.manual_seed(int(config["seed"]))  # identical initial weights on every rank
+
+    model = FrameDetector(dims)
+    model.set_normalization(config["feature_mean"], config["feature_std"])
+    start_epoch, train_state = 1, None
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            with open(os.path.join(directory, MODEL_FILE), "rb") as f:
+                restored, _ = load_checkpoint(f.read())
+            train_state = torch.load(os.path.join(directory, TRAIN_STATE_FILE), weights_only=True)
+        model.load_state_dict(restored.state_dict())
+        start_epoch = int(train_state["epoch"]) + 1
+
+    model = ray.train.torch.prepare_model(model)
+    device = ray.train.torch.get_device()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=float(config["learning_rate"]), weight_decay=WEIGHT_DECAY)
+    train_shard = ray.train.get_dataset_shard("train")
+    val_shard = ray.train.get_dataset_shard("val")
+    if train_state is not None:
+        optimizer.load_state_dict(train_state["optimizer"])
+        pos_weight = train_state["pos_weight"].to(device)
+    else:
+        pos_weight = _positive_weights(train_shard, batch_size, dims.n_classes, device)
+
+    previous_dir = None
+    for epoch in range(start_epoch, epochs + 1):
+        for group in optimizer.param_groups:
+            group["lr"] = _epoch_lr(float(config["learning_rate"]), epoch, epochs)
+        common = dict(window=window, batch_size=batch_size, n_classes=dims.n_classes, device=device)
+        train_loss, _ = _run_epoch(model, train_shard, pos_weight=pos_weight, optimizer=optimizer, **common)
+        # validation loss unweighted: comparable across runs and datasets
+        val_loss, val_counts = _run_epoch(model, val_shard, pos_weight=None, **common)
+        f1 = _f1(val_counts)
+        metrics = {
+            "epoch": epoch,
+            "epochs": epochs,
+            "train_loss": float(train_loss[0] / train_loss[1].clamp_min(1)),
+            "val_loss": float(val_loss[0] / val_loss[1].clamp_min(1)),
+            "val_frame_f1": float(f1.mean()),
+            **{f"val_frame_f1_{name}": float(v) for name, v in zip(artifact_types, f1)},
+        }
+        directory = None
+        if rank == 0:
+            directory = _write_checkpoint_dir(
+                model, optimizer, epoch=epoch, pos_weight=pos_weight, config=config, window=window
+            )
+        ray.train.report(
+            metrics,
+            checkpoint=ray.train.Checkpoint.from_directory(directory) if directory else None,
+            delete_local_checkpoint_after_upload=True,
+        )
+        if previous_dir is not None:  # already gone after an upload; kept by local mode
+            shutil.rmtree(previous_dir, ignore_errors=True)
+        previous_dir = directory
+
+
+def fit_detector(
+    train_ds,
+    val_ds,
+    *,
+    config: dict,
+    num_workers: int,
+    use_gpu: bool,
+    storage_path: str,
+    run_name: str,
+    storage_filesystem=None,
+    callbacks: Sequence[ray.train.UserCallback] = (),
+    max_failures: int = 2,
+) -> ray.train.Result:
+    """Runs ``train_loop_per_worker`` on ``num_workers`` Ray workers and returns the result.
+
+    Re-running with the same ``storage_path`` + ``run_name`` resumes from the latest
+    checkpoint. ``num_workers=0`` runs the loop in this process (Train V2 local mode):
+    no controller, no callbacks, no persisted checkpoints and no resume across runs;
+    ``Result.checkpoint`` is then a local directory.
+    """
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    validate_config(config)
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=config,
+        datasets={"train": train_ds, "val": val_ds},
+        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu),
+        run_config=RunConfig(
+            name=run_name,
+            storage_path=storage_path,
+            storage_filesystem=storage_filesystem,
+            failure_config=FailureConfig(max_failures=max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
+            callbacks=list(callbacks),
+        ),
+    )
+    return trainer.fit()
+
+
+def checkpoint_bytes(checkpoint: ray.train.Checkpoint) -> bytes:
+    """The ``save_checkpoint`` bytes inside a checkpoint reported by this loop."""
+    with checkpoint.as_directory() as directory:
+        path = os.path.join(directory, MODEL_FILE)
+        if not os.path.exists(path):
+            raise FileNotFoundError(
+                f"checkpoint {checkpoint.path} holds no {MODEL_FILE}; found {sorted(os.listdir(directory))}"
+            )
+        with open(path, "rb") as f:
+            return f.read()

@@ -1,0 +1,335 @@
+"""From waveform to words: segmentation, CTC decoding with term boosting, word timing.
+
+:func:`transcribe_batch` (and :func:`transcribe` for one waveform) is the one entry point
+used by evaluation and serving:
+
+1. each waveform is cut into segments of at most MAX_SEGMENT_S, at the quietest 200 ms
+   between MIN_SEGMENT_S and MAX_SEGMENT_S into the segment (so cuts fall between words);
+2. all segments go through the model as padded batches of up to MAX_BATCH_SEGMENTS;
+3. each segment is decoded greedily (``beam_size=1``) or with CTC prefix beam search, where a
+   trie of boosted terms (the model's domain vocabulary plus ``boost_terms``) adds
+   ``char_bonus`` nats per character while a hypothesis spells a boosted term from a word
+   start, takes the pending bonus back if it leaves the term, and adds ``word_bonus`` when
+   the term is complete;
+4. the decoded text is force-aligned to the segment's log-probs
+   (``torchaudio.functional.forced_align``): a word spans its first to last character frame,
+   its confidence is the mean posterior of its characters along the alignment;
+5. segment words are shifted by the segment's offset and merged.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torchaudio.functional as AF
+from torch import nn
+
+from data_pipelines.text import TranscriptError, normalize_transcript
+from train_jobs.models.stt import N_FFT, SAMPLE_RATE, SttMeta
+from train_jobs.stt_vocab import BLANK, SPACE, VOCAB, decode, encode
+
+MAX_SEGMENT_S = 20.0  # s, longest segment given to the model
+MIN_SEGMENT_S = 10.0  # s, a cut is searched between this and MAX_SEGMENT_S into a segment
+CUT_WINDOW_S = 0.2  # s, energy is averaged over this window when looking for a cut
+ENERGY_HOP_S = 0.01  # s, energy frame hop
+MAX_BATCH_SEGMENTS = 16  # segments per forward pass
+BEAM_SIZE = 12  # prefixes kept per frame by the beam search
+TOKEN_PRUNE_NATS = 7.0  # a frame's tokens more than this below its best are not expanded
+# Boost weights, in nats added to a prefix's log-probability. A complete 10-letter term gains
+# 12 nats: it wins over a spelling whose characters the model prefers by a factor under ~e^12
+# in all, but a prefix that leaves the term loses what it was given, and a term's characters
+# must still pass TOKEN_PRUNE_NATS to be tried at all. Chosen on synthetic domain speech with
+# the general base model: domain WER fell by a sixth to a fifth, general WER with 150
+# unrelated terms boosted moved by under half a point.
+CHAR_BONUS = 1.0  # per character of a boosted term being spelled (taken back if abandoned)
+WORD_BONUS = 2.0  # when a boosted term is complete (followed by a space or the end)
+
+
+@dataclass(frozen=True)
+class Word:
+    word: str
+    start: float  # s from the start of the audio
+    end: float  # s
+    confidence: float  # 0-1, mean character posterior along the alignment
+
+
+@dataclass(frozen=True)
+class TranscriptResult:
+    text: str  # normalised text (a-z, apostrophes, single spaces)
+    words: tuple[Word, ...]
+    duration: float  # s of audio
+
+    def to_dict(self) -> dict:
+        return {"text": self.text, "words": [asdict(w) for w in self.words], "duration": self.duration}
+
+
+@dataclass(frozen=True)
+class BoostWeights:
+    char_bonus: float = CHAR_BONUS
+    word_bonus: float = WORD_BONUS
+
+
+class BoostTrie:
+    """Character trie of normalised boosted terms (multi-word terms include their spaces)."""
+
+    def __init__(self, terms: Iterable[str]):
+        self.children: list[dict[int, int]] = [{}]
+        self.terminal: list[bool] = [False]
+        for term in terms:
+            try:
+                ids = encode(normalize_transcript(term))
+            except (TranscriptError, ValueError):
+                continue  # nothing the model can spell
+            node = 0
+            for i in ids:
+                if i not in self.children[node]:
+                    self.children.append({})
+                    self.terminal.append(False)
+                    self.children[node][i] = len(self.children) - 1
+                node = self.children[node][i]
+            self.terminal[node] = True
+
+    def __len__(self) -> int:
+        return sum(self.terminal)
+
+
+@lru_cache(maxsize=64)
+def _trie(terms: tuple[str, ...]) -> BoostTrie:
+    return BoostTrie(terms)
+
+
+# Boost state of a prefix: (node, pending). node 0: at a word start; -1: inside a word that
+# is no boosted term; > 0: spelling a boosted term. pending: bonus given but not yet earned.
+_OUTSIDE = -1
+
+
+def _boost_step(trie: BoostTrie, state: tuple[int, float], c: int, w: BoostWeights) -> tuple[tuple[int, float], float]:
+    """(new state, score delta) after appending token ``c``."""
+    node, pending = state
+    if node == _OUTSIDE:
+        return ((0, 0.0) if c == SPACE else (_OUTSIDE, 0.0)), 0.0
+    child = trie.children[node].get(c)
+    if c == SPACE and node > 0 and trie.terminal[node]:  # a term is complete
+        if child is None:
+            return (0, 0.0), w.word_bonus
+        return (child, w.char_bonus), w.word_bonus + w.char_bonus  # and a longer term may go on
+    if child is not None:
+        return (child, pending + w.char_bonus), w.char_bonus
+    return ((0, 0.0) if c == SPACE else (_OUTSIDE, 0.0)), -pending
+
+
+def _boost_final(trie: BoostTrie, state: tuple[int, float], w: BoostWeights) -> float:
+    node, pending = state
+    if node > 0:
+        return w.word_bonus if trie.terminal[node] else -pending
+    return 0.0
+
+
+def _lae(a: float, b: float) -> float:
+    if a == -math.inf:
+        return b
+    if b == -math.inf:
+        return a
+    m = a if a > b else b
+    return m + math.log1p(math.exp(-abs(a - b)))
+
+
+def greedy_decode(log_probs: np.ndarray) -> str:
+    """Best path: per-frame argmax over [T, V] log-probs, repeats merged, blanks dropped."""
+    best = np.asarray(log_probs).argmax(axis=-1)
+    keep = best[np.concatenate(([True], best[1:] != best[:-1]))]
+    return " ".join(decode(keep[keep != BLANK]).split())
+
+
+def beam_search(
+    log_probs: np.ndarray,
+    *,
+    beam_size: int = BEAM_SIZE,
+    boost_terms: Sequence[str] = (),
+    weights: BoostWeights = BoostWeights(),
+) -> str:
+    """CTC prefix beam search over [T, V] log-probs with boosted terms; the best text."""
+    lp = np.asarray(log_probs, dtype=np.float64)
+    trie = _trie(tuple(boost_terms))
+    ninf = -math.inf
+    beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, ninf)}  # prefix -> (p_blank, p_nonblank)
+    bonus: dict[tuple[int, ...], float] = {(): 0.0}
+    state: dict[tuple[int, ...], tuple[int, float]] = {(): (0, 0.0)}
+    for frame in lp:
+        cutoff = frame.max() - TOKEN_PRUNE_NATS
+        candidates = [int(c) for c in np.flatnonzero(frame >= cutoff) if c != BLANK]
+        blank_lp = float(frame[BLANK])
+        nxt: dict[tuple[int, ...], list[float]] = {}
+        for prefix, (pb, pnb) in beams.items():
+            total = _lae(pb, pnb)
+            entry = nxt.setdefault(prefix, [ninf, ninf])
+            entry[0] = _lae(entry[0], total + blank_lp)
+            last = prefix[-1] if prefix else None
+            for c in candidates:
+                p = float(frame[c])
+                if c == SPACE and (last is None or last == SPACE):
+                    entry[1] = _lae(entry[1], total + p)  # leading or double space: the same text
+                    continue
+                new = prefix + (c,)
+                if new not in bonus:
+                    state[new], delta = _boost_step(trie, state[prefix], c, weights)
+                    bonus[new] = bonus[prefix] + delta
+                ext = nxt.setdefault(new, [ninf, ninf])
+                if c == last:
+                    entry[1] = _lae(entry[1], pnb + p)  # the repeat collapses into the prefix
+                    ext[1] = _lae(ext[1], pb + p)  # a blank separated them: a new character
+                else:
+                    ext[1] = _lae(ext[1], total + p)
+        ranked = sorted(nxt.items(), key=lambda kv: _lae(*kv[1]) + bonus[kv[0]], reverse=True)
+        beams = {k: (v[0], v[1]) for k, v in ranked[:beam_size]}
+    best = max(beams, key=lambda k: _lae(*beams[k]) + bonus[k] + _boost_final(trie, state[k], weights))
+    return " ".join(decode(best).split())
+
+
+def align_words(log_probs: torch.Tensor, text: str, *, frame_shift_s: float, offset_s: float = 0.0) -> list[Word]:
+    """Word timings and confidences of ``text`` forced-aligned to [T, V] log-probs."""
+    if not text:
+        return []
+    tokens = encode(text)
+    repeats = sum(a == b for a, b in itertools.pairwise(tokens))
+    if log_probs.shape[0] < len(tokens) + repeats:
+        raise ValueError(f"{len(tokens)} characters cannot be aligned to {log_probs.shape[0]} frames")
+    targets = torch.tensor([tokens], dtype=torch.int32)
+    path, scores = AF.forced_align(log_probs[None].float().cpu(), targets, blank=BLANK)
+    spans = AF.merge_tokens(path[0], scores[0].exp(), blank=BLANK)
+    words, current = [], []
+    for span in [*spans, None]:
+        if span is None or span.token == SPACE:
+            if current:
+                words.append(
+                    Word(
+                        word="".join(VOCAB[s.token] for s in current),
+                        start=round(offset_s + current[0].start * frame_shift_s, 3),
+                        end=round(offset_s + current[-1].end * frame_shift_s, 3),
+                        confidence=round(float(np.mean([s.score for s in current])), 4),
+                    )
+                )
+            current = []
+        else:
+            current.append(span)
+    return words
+
+
+def split_segments(
+    waveform: np.ndarray, *, max_s: float = MAX_SEGMENT_S, min_s: float = MIN_SEGMENT_S
+) -> list[tuple[int, int]]:
+    """(start, end) sample ranges covering ``waveform``, each <= max_s, cut at low energy."""
+    n, max_n = int(waveform.size), int(max_s * SAMPLE_RATE)
+    if n <= max_n:
+        return [(0, n)]
+    hop = int(ENERGY_HOP_S * SAMPLE_RATE)
+    frames = waveform[: n // hop * hop].astype(np.float64).reshape(-1, hop)
+    energy = np.convolve((frames**2).mean(axis=1), np.ones(int(CUT_WINDOW_S / ENERGY_HOP_S)), mode="same")
+    segments, start = [], 0
+    while n - start > max_n:
+        lo, hi = (start + int(min_s * SAMPLE_RATE)) // hop, (start + max_n) // hop
+        cut = (lo + int(np.argmin(energy[lo:hi]))) * hop + hop // 2
+        segments.append((start, cut))
+        start = cut
+    segments.append((start, n))
+    return segments
+
+
+def _check_waveform(w, i: int) -> np.ndarray:
+    x = np.asarray(w, dtype=np.float32)
+    if x.ndim != 1 or x.size == 0:
+        raise ValueError(f"waveform {i} must be a non-empty 1-D 16 kHz array, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"waveform {i} contains NaN or Inf")
+    return x
+
+
+def _log_probs(model: nn.Module, pieces: list[np.ndarray], device: torch.device) -> list[torch.Tensor]:
+    """One forward pass over a padded batch; per-piece [T_i, V] float32 log-probs on the CPU."""
+    lengths = torch.tensor([p.size for p in pieces])
+    batch = torch.zeros(len(pieces), max(int(lengths.max()), N_FFT))
+    for i, p in enumerate(pieces):
+        batch[i, : p.size] = torch.from_numpy(p)
+    features, feature_lengths = model.featurize(batch.to(device), lengths.to(device))
+    log_probs, out_lengths = model(features, feature_lengths)
+    log_probs = log_probs.float().cpu()
+    return [log_probs[i, : max(1, int(t))] for i, t in enumerate(out_lengths.cpu())]
+
+
+def transcribe_batch(
+    model: nn.Module,
+    meta: SttMeta,
+    waveforms: Sequence[np.ndarray],
+    *,
+    beam_size: int = BEAM_SIZE,
+    boost_terms: Sequence[str] = (),
+    device: str | torch.device | None = None,
+    weights: BoostWeights = BoostWeights(),
+    item_terms: Sequence[Sequence[str]] | None = None,
+) -> list[TranscriptResult]:
+    """Transcribe float32 mono 16 kHz waveforms; one result per waveform, in order.
+
+    Boosted terms are ``meta.vocabulary`` plus ``boost_terms``, plus ``item_terms[i]`` for
+    waveform i (requests batched together may each bring their own); ``beam_size=1``
+    decodes greedily (no boosting). ``device`` defaults to the model's.
+    """
+    if beam_size < 1:
+        raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+    waves = [_check_waveform(w, i) for i, w in enumerate(waveforms)]
+    if item_terms is not None and len(item_terms) != len(waves):
+        raise ValueError(f"item_terms has {len(item_terms)} entries for {len(waves)} waveforms")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    shared = [*meta.vocabulary, *boost_terms]
+    terms = [tuple(dict.fromkeys([*shared, *(item_terms[i] if item_terms else ())])) for i in range(len(waves))]
+    pieces = [(i, s, e) for i, w in enumerate(waves) for s, e in split_segments(w)]
+    order = sorted(range(len(pieces)), key=lambda k: pieces[k][2] - pieces[k][1], reverse=True)
+    log_probs: list[torch.Tensor | None] = [None] * len(pieces)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for b in range(0, len(order), MAX_BATCH_SEGMENTS):
+                chunk = order[b : b + MAX_BATCH_SEGMENTS]
+                outs = _log_probs(model, [waves[pieces[k][0]][pieces[k][1] : pieces[k][2]] for k in chunk], device)
+                for k, out in zip(chunk, outs):
+                    log_probs[k] = out
+    finally:
+        model.train(was_training)
+    texts: list[list[str]] = [[] for _ in waves]
+    words: list[list[Word]] = [[] for _ in waves]
+    for (i, start, _), lp in zip(pieces, log_probs):
+        if beam_size == 1:
+            text = greedy_decode(lp.numpy())
+        else:
+            text = beam_search(lp.numpy(), beam_size=beam_size, boost_terms=terms[i], weights=weights)
+        if text:
+            texts[i].append(text)
+            words[i].extend(align_words(lp, text, frame_shift_s=model.frame_shift_s, offset_s=start / SAMPLE_RATE))
+    results = []
+    for i, w in enumerate(waves):
+        duration = round(w.size / SAMPLE_RATE, 3)
+        clipped = tuple(Word(x.word, min(x.start, duration), min(x.end, duration), x.confidence) for x in words[i])
+        results.append(TranscriptResult(text=" ".join(texts[i]), words=clipped, duration=duration))
+    return results
+
+
+def transcribe(
+    model: nn.Module,
+    meta: SttMeta,
+    waveform_16k: np.ndarray,
+    *,
+    beam_size: int = BEAM_SIZE,
+    boost_terms: Sequence[str] = (),
+    device: str | torch.device | None = None,
+    weights: BoostWeights = BoostWeights(),
+) -> TranscriptResult:
+    """Transcribe one float32 mono 16 kHz waveform (see :func:`transcribe_batch`)."""
+    return transcribe_batch(
+        model, meta, [waveform_16k], beam_size=beam_size, boost_terms=boost_terms, device=device, weights=weights
+    )[0]

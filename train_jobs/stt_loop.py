@@ -1,0 +1,368 @@
+"""Ray Train (V2) loop for the CTC speech-to-text models: pre-training and fine-tuning.
+
+Each worker reads its shard of the ``"train"`` and ``"val"`` datasets, rows
+``{"audio": float32 16 kHz waveform [n]}`` or ``{"features": log-mel [T, n_mels]}`` plus
+``{"text": normalised transcript}``. Rows are bucketed by length (fewer padded frames),
+the DDP-wrapped model is trained with CTC loss, AdamW, linear warm-up then cosine decay by
+step, and gradient clipping. Every rank reports once per epoch (train/val loss, greedy val
+WER and CER); rank 0 attaches a checkpoint with the model bytes and the optimizer state,
+so a restarted or re-launched run (same ``storage_path`` + ``name``) resumes after the
+last finished epoch.
+
+The model starts from ``config["dims"]`` (random weights) or from ``config["base_checkpoint"]``
+(``save_stt_checkpoint`` bytes, or a path to them), which is how custom models are
+fine-tuned, at a lower learning rate (FINETUNE_LEARNING_RATE).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from train_jobs.models.stt import SslCtc, SttDims, build_stt_model, load_stt_checkpoint, save_stt_checkpoint
+from train_jobs.stt_decoding import greedy_decode
+from train_jobs.stt_eval import char_edits, word_edits
+from train_jobs.stt_vocab import BLANK, encode
+
+MODEL_FILE = "stt.pt"  # save_stt_checkpoint bytes inside a Ray checkpoint directory
+TRAIN_STATE_FILE = "train_state.pt"  # {"epoch", "step", "optimizer"}
+CHECKPOINTS_KEPT = 2
+PRETRAIN_LEARNING_RATE = 2e-3  # AdamW peak, random initialisation
+FINETUNE_LEARNING_RATE = 3e-4  # AdamW peak, from a base checkpoint
+WEIGHT_DECAY = 1e-2
+ADAM_BETAS = (0.9, 0.98)
+GRAD_CLIP_NORM = 5.0  # global L2 norm
+WARMUP_FRACTION = 0.08  # of all steps, linear warm-up
+MIN_LR_FRACTION = 0.02  # cosine floor, fraction of the peak
+BUCKET_BATCHES = 8  # rows read at once = batch_size * this, sorted by length into batches
+
+REQUIRED_CONFIG_KEYS = ("epochs", "learning_rate", "batch_size", "seed")
+
+
+def validate_config(config: Mapping[str, Any]) -> None:
+    """Checks the loop config on the driver before any worker starts."""
+    missing = [k for k in REQUIRED_CONFIG_KEYS if k not in config]
+    if missing:
+        raise ValueError(f"stt train config lacks {missing}; required keys are {list(REQUIRED_CONFIG_KEYS)}")
+    if ("dims" in config) == ("base_checkpoint" in config):
+        raise ValueError("stt train config needs exactly one of 'dims' (new model) or 'base_checkpoint' (fine-tuning)")
+    if "dims" in config:
+        try:
+            SttDims(**config["dims"])
+        except TypeError as e:
+            raise ValueError(f"bad dims in stt train config: {e}") from e
+    elif not isinstance(config["base_checkpoint"], (bytes, str)):
+        raise ValueError("base_checkpoint must be checkpoint bytes or a path to them")
+    if int(config["epochs"]) < 1 or int(config["batch_size"]) < 1 or float(config["learning_rate"]) <= 0:
+        raise ValueError("epochs and batch_size must be >= 1 and learning_rate > 0")
+
+
+def lr_at(step: int, *, peak: float, total_steps: int, warmup_fraction: float = WARMUP_FRACTION) -> float:
+    """Linear warm-up to ``peak`` then cosine decay to MIN_LR_FRACTION * peak; step is 0-based."""
+    warmup = max(1, round(warmup_fraction * total_steps))
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+    return peak * (MIN_LR_FRACTION + (1 - MIN_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def _row_length(row_input: np.ndarray) -> int:
+    return int(np.asarray(row_input).shape[0])
+
+
+def _batches(
+    shard, batch_size: int, *, shuffle: bool, rng: random.Random
+) -> Iterator[tuple[list[np.ndarray], list[str]]]:
+    """(inputs, texts) mini-batches; rows read BUCKET_BATCHES batches at a time and length-sorted."""
+    block = batch_size * BUCKET_BATCHES
+    for chunk in shard.iter_batches(
+        batch_size=block, batch_format="numpy", local_shuffle_buffer_size=block * 2 if shuffle else None
+    ):
+        key = "features" if "features" in chunk else "audio"
+        inputs, texts = list(chunk[key]), [str(t) for t in chunk["text"]]
+        order = sorted(range(len(texts)), key=lambda i: _row_length(inputs[i]))
+        groups = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        if shuffle:
+            rng.shuffle(groups)
+        for g in groups:
+            yield [np.asarray(inputs[i], dtype=np.float32) for i in g], [texts[i] for i in g]
+
+
+def _forward(model: nn.Module, inputs: list[np.ndarray], device: torch.device):
+    lengths = torch.tensor([x.shape[0] for x in inputs])
+    padded = torch.zeros((len(inputs), int(lengths.max()), *inputs[0].shape[1:]))
+    for i, x in enumerate(inputs):
+        padded[i, : x.shape[0]] = torch.from_numpy(x)
+    padded, lengths = padded.to(device), lengths.to(device)
+    module = getattr(model, "module", model)
+    if padded.ndim == 2:  # waveforms: the model's own front end
+        padded, lengths = module.featurize(padded, lengths)
+    return model(padded, lengths)
+
+
+def _ctc_loss(log_probs: torch.Tensor, out_lengths: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
+    """Summed CTC loss over the batch (infeasible utterances contribute 0)."""
+    targets = [torch.tensor(encode(t), dtype=torch.long) for t in texts]
+    target_lengths = torch.tensor([len(t) for t in targets])
+    return nn.functional.ctc_loss(
+        log_probs.transpose(0, 1),
+        torch.cat(targets).to(log_probs.device),
+        out_lengths,
+        target_lengths.to(log_probs.device),
+        blank=BLANK,
+        reduction="sum",
+        zero_infinity=True,
+    )
+
+
+def _run_epoch(model, shard, *, batch_size: int, device, optimizer=None, lr_fn=None, step: int = 0, rng=None):
+    """One pass over a shard; trains when given an optimizer. Returns (sums tensor, next step).
+
+    sums: [loss, utterances, chars, char edits, words, word edits] summed over all ranks
+    (edits from greedy decoding, validation only).
+    """
+    training = optimizer is not None
+    model.train(training)
+    sums = torch.zeros(6, dtype=torch.float64, device=device)
+    use_amp = device.type == "cuda"
+    for inputs, texts in _batches(shard, batch_size, shuffle=training, rng=rng or random.Random(0)):
+        with torch.set_grad_enabled(training), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            log_probs, out_lengths = _forward(model, inputs, device)
+            loss = _ctc_loss(log_probs.float(), out_lengths, texts)
+        if training:
+            for group in optimizer.param_groups:
+                group["lr"] = lr_fn(step)
+            optimizer.zero_grad(set_to_none=True)
+            (loss / len(texts)).backward()
+            nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP_NORM)
+            optimizer.step()
+            step += 1
+        else:
+            lp, lens = log_probs.float().cpu().numpy(), out_lengths.cpu().numpy()
+            hyps = [greedy_decode(lp[i, : lens[i]]) for i in range(len(texts))]
+            sub, dele, ins, n_words = word_edits(texts, hyps)
+            sums[4] += n_words
+            sums[5] += sub + dele + ins
+            c_edits, n_chars = char_edits(texts, hyps)
+            sums[2] += n_chars
+            sums[3] += c_edits
+        sums[0] += float(loss.detach())
+        sums[1] += len(texts)
+    return _all_reduce_sum(sums), step
+
+
+def _load_base(config: Mapping[str, Any]) -> tuple[nn.Module, str, list[str]]:
+    """(model, base model name, domain vocabulary) to start from."""
+    if "dims" in config:
+        return (
+            build_stt_model(SttDims(**config["dims"])),
+            str(config.get("base_model", "general")),
+            list(config.get("vocabulary", ())),
+        )
+    source = config["base_checkpoint"]
+    if isinstance(source, str):
+        with open(source, "rb") as f:
+            source = f.read()
+    model, meta = load_stt_checkpoint(source)
+    base_model = str(config.get("base_model", meta.base_model))
+    return model, base_model, list(config.get("vocabulary", meta.vocabulary))
+
+
+def train_loop_per_worker(config: dict) -> None:
+    """Per-worker loop for ``TorchTrainer``; config: REQUIRED_CONFIG_KEYS + dims | base_checkpoint,
+    optional steps_per_epoch (set by fit_stt), warmup_fraction, base_model, vocabulary, torch_threads.
+    """
+    validate_config(config)
+    epochs, batch_size, peak = int(config["epochs"]), int(config["batch_size"]), float(config["learning_rate"])
+    if config.get("torch_threads"):
+        torch.set_num_threads(int(config["torch_threads"]))
+    ctx = ray.train.get_context()
+    rank = ctx.get_world_rank()
+    torch.manual_seed(int(config["seed"]))  # identical initial weights on every rank
+    rng = random.Random(int(config["seed"]) * 1000 + rank)
+
+    model, base_model, vocabulary = _load_base(config)
+    start_epoch, step, optimizer_state = 1, 0, None
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            with open(os.path.join(directory, MODEL_FILE), "rb") as f:
+                restored, _ = load_stt_checkpoint(f.read())
+            state = torch.load(os.path.join(directory, TRAIN_STATE_FILE), weights_only=True)
+        model.load_state_dict(restored.state_dict())
+        start_epoch, step, optimizer_state = int(state["epoch"]) + 1, int(state["step"]), state["optimizer"]
+
+    strategy = {"find_unused_parameters": True} if isinstance(model, SslCtc) else None
+    model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs=strategy)
+    device = ray.train.torch.get_device()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=peak, betas=ADAM_BETAS, weight_decay=WEIGHT_DECAY)
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
+    steps_per_epoch = int(config.get("steps_per_epoch") or 1)
+    total_steps = epochs * steps_per_epoch
+    warmup = float(config.get("warmup_fraction", WARMUP_FRACTION))
+    lr_fn = lambda s: lr_at(s, peak=peak, total_steps=total_steps, warmup_fraction=warmup)
+    train_shard, val_shard = ray.train.get_dataset_shard("train"), ray.train.get_dataset_shard("val")
+
+    previous_dir = None
+    for epoch in range(start_epoch, epochs + 1):
+        train_sums, step = _run_epoch(
+            model,
+            train_shard,
+            batch_size=batch_size,
+            device=device,
+            optimizer=optimizer,
+            lr_fn=lr_fn,
+            step=step,
+            rng=rng,
+        )
+        val_sums, _ = _run_epoch(model, val_shard, batch_size=batch_size, device=device)
+        t, v = train_sums.cpu().tolist(), val_sums.cpu().tolist()
+        metrics = {
+            "epoch": epoch,
+            "epochs": epochs,
+            "step": step,
+            "learning_rate": lr_fn(max(0, step - 1)),
+            "train_loss": t[0] / max(t[1], 1),
+            "val_loss": v[0] / max(v[1], 1),
+            "val_wer": 100.0 * v[5] / max(v[4], 1),
+            "val_cer": 100.0 * v[3] / max(v[2], 1),
+            "train_utterances": int(t[1]),
+            "val_utterances": int(v[1]),
+        }
+        directory = None
+        if rank == 0:
+            directory = tempfile.mkdtemp(prefix="fathom-stt-ckpt-")
+            extra = {k: metrics[k] for k in ("epoch", "val_loss", "val_wer", "val_cer")}
+            with open(os.path.join(directory, MODEL_FILE), "wb") as f:
+                f.write(save_stt_checkpoint(model, extra=extra, base_model=base_model, vocabulary=vocabulary))
+            torch.save(
+                {"epoch": epoch, "step": step, "optimizer": optimizer.state_dict()},
+                os.path.join(directory, TRAIN_STATE_FILE),
+            )
+        ray.train.report(
+            metrics,
+            checkpoint=ray.train.Checkpoint.from_directory(directory) if directory else None,
+            delete_local_checkpoint_after_upload=True,
+        )
+        if previous_dir is not None:  # already gone after an upload; kept by local mode
+            shutil.rmtree(previous_dir, ignore_errors=True)
+        previous_dir = directory
+
+
+def pretrain_config(
+    dims: SttDims, *, epochs: int, batch_size: int = 32, learning_rate: float = PRETRAIN_LEARNING_RATE, seed: int = 0
+) -> dict:
+    """Loop config for a new model of ``dims``."""
+    return {
+        "dims": asdict(dims),
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "seed": seed,
+    }
+
+
+def finetune_config(
+    base_checkpoint: bytes | str,
+    *,
+    epochs: int,
+    batch_size: int = 16,
+    learning_rate: float = FINETUNE_LEARNING_RATE,
+    seed: int = 0,
+    base_model: str | None = None,
+    vocabulary: Sequence[str] | None = None,
+) -> dict:
+    """Loop config that fine-tunes ``base_checkpoint``; base_model/vocabulary default to the base's."""
+    config = {
+        "base_checkpoint": base_checkpoint,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "seed": seed,
+    }
+    if base_model is not None:
+        config["base_model"] = base_model
+    if vocabulary is not None:
+        config["vocabulary"] = list(vocabulary)
+    return config
+
+
+def fit_stt(
+    train_ds,
+    val_ds,
+    *,
+    config: dict,
+    num_workers: int,
+    use_gpu: bool,
+    storage_path: str,
+    run_name: str,
+    storage_filesystem=None,
+    callbacks: Sequence[ray.train.UserCallback] = (),
+    max_failures: int = 2,
+    cpus_per_worker: float = 1.0,
+) -> ray.train.Result:
+    """Runs ``train_loop_per_worker`` on ``num_workers`` Ray workers and returns the result.
+
+    Counts ``train_ds`` rows to size the learning-rate schedule (materialise the dataset
+    first to avoid running its pipeline twice). Re-running with the same ``storage_path`` +
+    ``run_name`` resumes from the latest checkpoint; ``num_workers=0`` runs in this process
+    (Train V2 local mode: no callbacks, no resume, ``Result.checkpoint`` is a local directory).
+    """
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    validate_config(config)
+    config = dict(config)
+    if "steps_per_epoch" not in config:
+        rows_per_worker = math.ceil(train_ds.count() / max(1, num_workers))
+        config["steps_per_epoch"] = max(1, math.ceil(rows_per_worker / int(config["batch_size"])))
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=config,
+        datasets={"train": train_ds, "val": val_ds},
+        scaling_config=ScalingConfig(
+            num_workers=num_workers, use_gpu=use_gpu, resources_per_worker={"CPU": cpus_per_worker}
+        ),
+        run_config=RunConfig(
+            name=run_name,
+            storage_path=storage_path,
+            storage_filesystem=storage_filesystem,
+            failure_config=FailureConfig(max_failures=max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
+            callbacks=list(callbacks),
+        ),
+    )
+    return trainer.fit()
+
+
+def checkpoint_bytes(checkpoint: ray.train.Checkpoint) -> bytes:
+    """The ``save_stt_checkpoint`` bytes inside a checkpoint reported by this loop."""
+    with checkpoint.as_directory() as directory:
+        path = os.path.join(directory, MODEL_FILE)
+        if not os.path.exists(path):
+            raise FileNotFoundError(
+                f"checkpoint {checkpoint.path} holds no {MODEL_FILE}; found {sorted(os.listdir(directory))}"
+            )
+        with open(path, "rb") as f:
+            return f.read()

@@ -1,0 +1,205 @@
+"""Make Fathom's ``general`` English base model from the synthetic speech corpus.
+
+    python -m train_jobs.stt_pretrain --out train_jobs/base_models/general.pt \
+        [--hours H --epochs E --num-workers N]
+    python -m train_jobs.stt_pretrain --out train_jobs/base_models/general.pt --evaluate-only
+
+Ray Data synthesises general-English utterances (data_pipelines.stt_corpus, no domain
+terms) and computes their log-mel features; Ray Train fits a CtcConformer with CTC
+(train_jobs.stt_loop). The final weights are stored as float16 and those are scored
+on held-out general sentences and on each domain (base model with and without that
+domain's vocabulary boosted); the figures go to a JSON file beside the checkpoint.
+Utterance seeds are disjoint per split: train = stream seed, validation seed+1, test
+seed+2, domain tests seed+3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import ray
+import ray.train
+import torch
+
+from data_pipelines.stt_corpus import DOMAIN_TERMS, DOMAINS, make_utterance, utterance_seed
+from data_pipelines.text import normalize_transcript
+from train_jobs.models.stt import SttDims, load_stt_checkpoint, log_mel, save_stt_checkpoint
+from train_jobs.stt_decoding import BEAM_SIZE, CHAR_BONUS, WORD_BONUS
+from train_jobs.stt_eval import evaluate
+from train_jobs.stt_loop import checkpoint_bytes, fit_stt, pretrain_config
+
+SYNTH_BATCH = 32  # utterances per Ray Data synthesis task
+PILOT_UTTERANCES = 64  # utterances measured to turn --hours into an utterance count
+
+
+def synthesize_batch(batch: dict, *, seed: int, domain: str | None = None) -> dict:
+    """Ray Data map_batches: {"id"} -> {"features" float16 [T, 80], "text", "seconds"}."""
+    feats, texts, seconds = [], [], []
+    for i in batch["id"]:
+        wave, text = make_utterance(utterance_seed(seed, int(i)), domain=domain)
+        x = torch.from_numpy(wave)[None]
+        f, _ = log_mel(x, torch.tensor([wave.size]))
+        feats.append(f[0].numpy().astype(np.float16))
+        texts.append(normalize_transcript(text))
+        seconds.append(wave.size / 16_000)
+    return {"features": feats, "text": np.array(texts, dtype=object), "seconds": np.array(seconds)}
+
+
+def _dataset(n: int, seed: int):
+    return (
+        ray.data.range(n, override_num_blocks=max(1, n // SYNTH_BATCH))
+        .map_batches(synthesize_batch, batch_size=SYNTH_BATCH, fn_kwargs={"seed": seed})
+        .materialize()
+    )
+
+
+class _History(ray.train.UserCallback):
+    """Appends rank 0's metrics of every report to a JSON-lines file (the controller runs on this host)."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def after_report(self, run_context, metrics, checkpoint) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps({k: v for k, v in metrics[0].items() if isinstance(v, (int, float))}) + "\n")
+
+
+def _items(n: int, seed: int, domain: str | None) -> list[tuple[np.ndarray, str]]:
+    return [make_utterance(utterance_seed(seed, i), domain=domain) for i in range(n)]
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m train_jobs.stt_pretrain", description=__doc__.split("\n")[0])
+    p.add_argument("--out", type=Path, required=True, help="checkpoint file to write")
+    p.add_argument("--hours", type=float, default=3.0, help="hours of synthetic training speech")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--num-workers", type=int, default=1, help="Ray Train workers (0: in this process)")
+    p.add_argument("--cpus-per-worker", type=float, default=1.0)
+    p.add_argument("--batch-size", type=int, default=16, help="utterances per worker and step")
+    p.add_argument("--learning-rate", type=float, default=None)
+    p.add_argument("--layers", type=int, default=SttDims.n_layers)
+    p.add_argument("--d-model", type=int, default=SttDims.d_model)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-utterances", type=int, default=150)
+    p.add_argument("--test-utterances", type=int, default=300)
+    p.add_argument("--domain-test-utterances", type=int, default=100)
+    p.add_argument("--use-gpu", action="store_true")
+    p.add_argument("--storage-path", default=None, help="Ray Train storage (default: a temporary directory)")
+    p.add_argument("--evaluate-only", action="store_true", help="score the existing --out checkpoint again")
+    return p.parse_args(argv)
+
+
+def score(model, meta, args: argparse.Namespace) -> dict:
+    """WER/CER on held-out general sentences, and per domain with and without its terms boosted."""
+    test = _items(args.test_utterances, args.seed + 2, None)
+    general = {k: v for k, v in evaluate(model, meta, test).items() if k != "hypotheses"}
+    greedy = evaluate(model, meta, test, beam_size=1)
+    domains = {}
+    for d in DOMAINS:
+        items = _items(args.domain_test_utterances, args.seed + 3, d)
+        plain = evaluate(model, meta, items)
+        boosted = evaluate(model, meta, items, boost_terms=DOMAIN_TERMS[d])
+        domains[d] = {
+            "word_error_rate": plain["word_error_rate"],
+            "word_error_rate_boosted": boosted["word_error_rate"],
+            "character_error_rate": plain["character_error_rate"],
+        }
+    return {
+        "general_test": general,
+        "general_test_greedy_wer": greedy["word_error_rate"],
+        "domain_test": domains,
+        "decoding": {"beam_size": BEAM_SIZE, "char_bonus": CHAR_BONUS, "word_bonus": WORD_BONUS},
+    }
+
+
+def _start_ray(args: argparse.Namespace) -> None:
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(log_to_driver=False)
+    else:  # a cluster of our own, never a stray local one; spare logical CPUs keep Data beside Train
+        cpus = math.ceil(max(1, args.num_workers) * args.cpus_per_worker) + 2
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+
+
+def train(args: argparse.Namespace) -> tuple[bytes, dict]:
+    """(float16 checkpoint bytes, training summary)."""
+    t0 = time.time()
+    _start_ray(args)
+    pilot = np.mean([w.size / 16_000 for w, _ in _items(PILOT_UTTERANCES, args.seed + 2, None)])
+    n_train = max(SYNTH_BATCH, round(args.hours * 3600 / pilot))
+    train_ds, val_ds = _dataset(n_train, args.seed), _dataset(args.val_utterances, args.seed + 1)
+    train_hours = float(train_ds.sum("seconds")) / 3600
+    t_data = time.time()
+    print(f"corpus: {n_train} utterances, {train_hours:.2f} h, in {t_data - t0:.0f} s", flush=True)
+
+    dims = SttDims(d_model=args.d_model, ffn_dim=4 * args.d_model, n_layers=args.layers)
+    config = pretrain_config(dims, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
+    if args.learning_rate:
+        config["learning_rate"] = args.learning_rate
+    storage = args.storage_path or tempfile.mkdtemp(prefix="fathom-stt-pretrain-")
+    history_path = os.path.join(storage, "history.jsonl")
+    result = fit_stt(
+        train_ds.select_columns(["features", "text"]),
+        val_ds.select_columns(["features", "text"]),
+        config=config,
+        num_workers=args.num_workers,
+        use_gpu=args.use_gpu,
+        storage_path=storage,
+        run_name=f"stt-general-{args.seed}",
+        cpus_per_worker=args.cpus_per_worker,
+        callbacks=[_History(history_path)],
+    )
+    history = []
+    if os.path.exists(history_path):
+        with open(history_path) as f:
+            history = [{k: round(v, 4) for k, v in json.loads(line).items()} for line in f]
+    model, _ = load_stt_checkpoint(checkpoint_bytes(result.checkpoint))
+    summary = {
+        "dims": asdict(dims),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "train_utterances": n_train,
+        "train_hours": round(train_hours, 3),
+        "epochs": args.epochs,
+        "num_workers": args.num_workers,
+        "corpus_seconds": round(t_data - t0),
+        "train_seconds": round(time.time() - t_data),
+        "history": history,
+    }
+    extra = {k: summary[k] for k in ("train_hours", "train_utterances", "epochs", "parameters")}
+    return save_stt_checkpoint(model, extra=extra, base_model="general", half=True), summary
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args = parse_args(argv)
+    summary_path = args.out.with_suffix(".json")
+    if args.evaluate_only:
+        summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    else:
+        data, summary = train(args)
+        summary["command"] = "python -m train_jobs.stt_pretrain " + " ".join(argv if argv is not None else sys.argv[1:])
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_bytes(data)
+        summary["checkpoint_bytes"] = len(data)
+    t0 = time.time()
+    model, meta = load_stt_checkpoint(args.out.read_bytes())  # score exactly what is shipped (float16 weights)
+    summary.update(score(model, meta, args))
+    summary["eval_seconds"] = round(time.time() - t0)
+    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=2), flush=True)
+    return summary
+
+
+if __name__ == "__main__":
+    main()
