@@ -18,17 +18,20 @@ def test_serve_config_is_a_valid_serve_deploy_config():
     (app,) = config.applications
     assert app.import_path == "serve_app.app:build_app"
     deployments = {d.name: d for d in app.deployments}
-    assert set(deployments) == {"Ingress", "Detector", "Dispatcher"}
-    assert deployments["Detector"].autoscaling_config["max_replicas"] > 1
-    assert "max_batch_size" in deployments["Detector"].user_config
+    assert set(deployments) == {"Ingress", "Detector", "Transcriber", "Dispatcher"}
+    for name in ("Detector", "Transcriber"):
+        assert deployments[name].autoscaling_config["max_replicas"] > 1
+        assert "max_batch_size" in deployments[name].user_config
 
 
 def test_serve_config_deployments_exist_in_the_app():
     from serve_app.app import AppArgs, Ingress
     from serve_app.deployments.detector import Detector
+    from serve_app.deployments.transcriber import Transcriber
     from serve_app.dispatcher import Dispatcher
 
-    assert {Ingress.name, Detector.name, Dispatcher.name} == {"Ingress", "Detector", "Dispatcher"}
+    names = {Ingress.name, Detector.name, Transcriber.name, Dispatcher.name}
+    assert names == {"Ingress", "Detector", "Transcriber", "Dispatcher"}
     AppArgs.model_validate(yaml.safe_load((ROOT / "cluster/serve_config.yaml").read_text())["applications"][0]["args"])
 
 
