@@ -32,6 +32,7 @@ test-postgres: install
 	FATHOM_TEST_DATABASE=postgres $(PY) -m pytest tests/test_api_*.py tests/test_queue.py tests/test_rate_limits.py tests/test_uploads.py tests/postgres
 
 bench: install system-deps
+	$(PY) -m pip install --quiet -e '.[test,bench]'
 	for b in bench/*.py; do case $$b in */common.py) ;; *) $(PY) $$b || exit 1;; esac; done
 
 clean:
