@@ -208,16 +208,21 @@ def platform_rss(platform: Platform) -> dict[int, tuple[str, int]]:
 
 
 def _short_title(cmd: str) -> str:
-    if cmd.startswith("ray::"):
-        return cmd.split()[0][:48]
-    parts = cmd.split()
-    for p in parts:
+    parts = cmd.split() or ["?"]
+    if parts[0].startswith("ray::"):
+        return parts[0][:48]
+    exe = parts[0].rsplit("/", 1)[-1]
+    if not exe.startswith("python"):  # gcs_server, raylet, ...
+        return exe[:48]
+    if "-m" in parts[:-1]:
+        return f"python -m {parts[parts.index('-m') + 1]}"
+    for i, p in enumerate(parts):
         base = p.rsplit("/", 1)[-1]
-        if base in {"gcs_server", "raylet", "ray", "python", "python3"} or base.endswith(".py"):
-            if base in {"python", "python3"}:
-                continue
-            return (base + " " + " ".join(x for x in parts[parts.index(p) + 1 : parts.index(p) + 3] if not x.startswith("--"))).strip()[:48]
-    return (parts[0].rsplit("/", 1)[-1] if parts else "?")[:48]
+        if base.endswith(".py"):
+            return base
+        if base == "ray" and i + 1 < len(parts):
+            return f"ray {parts[i + 1]}"
+    return " ".join(parts[:3])[-48:]
 
 
 # --- the clients ----------------------------------------------------------------------------
@@ -431,6 +436,7 @@ def main() -> None:
     p.add_argument("--nodes", default="1,2", help="runs, by number of Ray nodes on this machine")
     p.add_argument("--clip-s", type=float, default=8.0)
     args = p.parse_args()
+    os.environ["RAY_AUTH_MODE"] = "token"  # before Ray is imported: the head runs with token auth, as make run starts it
 
     from data_pipelines.audio import encode_audio
     from data_pipelines.synth import make_clip
