@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import ray  # noqa: E402
+import ray.train  # noqa: E402
 
 from bench.common import print_table, write_results  # noqa: E402
 

@@ -21,6 +21,10 @@ from cluster.tables import Base, Instance
 
 SCHEMA_VERSION = 1
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Connections per process: routes hand theirs back before awaiting a model, so this bounds the
+# threads that touch the database at once (anyio's pool has 40), not the requests in flight.
+POOL_SIZE = 10
+POOL_OVERFLOW = 20
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -41,12 +45,14 @@ def get_engine(url: str) -> Engine:
             from pathlib import Path
 
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
 
 
 @lru_cache(maxsize=8)

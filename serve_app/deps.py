@@ -56,6 +56,7 @@ def presented_key(request: Request) -> str | None:
 def get_principal(request: Request, session: SessionDep) -> Principal:
     try:
         principal = authenticate(session, presented_key(request))
+        session.commit()  # end the read: the route may await other work before it needs the database
     except AuthError as e:
         raise ApiError(401, str(e), error_code=V3_AUTH_CODES[e.code], headers={"WWW-Authenticate": "Bearer"}) from None
     request.state.principal = principal

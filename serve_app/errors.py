@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cluster.blobs import BlobError, BlobNotFound
@@ -191,6 +192,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)
+    @app.exception_handler(PoolTimeout)  # every pooled connection busy for the pool's timeout: overload
     async def _db_down(request: Request, exc: Exception) -> JSONResponse:
         log.warning("database error on %s: %s", request.url.path, type(exc).__name__)
         return error_response(request, ApiError(503, "Database unavailable, retry later", headers={"Retry-After": "2"}))

@@ -79,3 +79,28 @@ def test_validation_errors_use_fastapi_shape(org):
 def test_unknown_route_is_404_detail(org):
     r = org.get("/api/v1/no-such-thing")
     assert r.status_code == 404 and r.json() == {"detail": "Not Found"}
+
+
+def test_authentication_hands_its_connection_back_to_the_pool(private_database_url):
+    """Routes await models (seconds) after authenticating: a connection held across that
+    await starves the pool under concurrency (QueuePool timeouts answered 500 before)."""
+    from starlette.requests import Request
+
+    from cluster.accounts import create_api_key, create_organization
+    from cluster.db import get_engine, init_schema, open_session
+    from serve_app.deps import get_principal
+
+    init_schema(private_database_url)
+    with session_scope(private_database_url) as s:
+        org = create_organization(s, "pool")
+        _, key = create_api_key(s, org.id, "pool-key")
+        org_id = org.id
+    pool = get_engine(private_database_url).pool
+    session = open_session(private_database_url)
+    try:
+        for _ in range(2):  # the second call finds last_used_at fresh and writes nothing
+            request = Request({"type": "http", "method": "GET", "path": "/", "headers": [(b"x-api-key", key.encode())]})
+            assert get_principal(request, session).organization_id == org_id
+            assert pool.checkedout() == 0
+    finally:
+        session.close()

@@ -204,6 +204,7 @@ async def transcribe(
 ) -> Transcription:
     """Transcribe one file: text, word timings (seconds) and confidences."""
     ref = await run_in_threadpool(resolve_model, session, principal, model, language)
+    await run_in_threadpool(session.commit)  # hand the connection back to the pool while the transcriber works
     terms = parse_boost_terms(boost_terms)
     data = await run_in_threadpool(audio_upload_bytes, audio_file, settings)
     transcriber = getattr(request.app.state, "transcriber", None)
