@@ -19,6 +19,7 @@ used by evaluation and serving:
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import math
 from collections.abc import Iterable, Sequence
@@ -154,42 +155,65 @@ def beam_search(
     boost_terms: Sequence[str] = (),
     weights: BoostWeights = BoostWeights(),
 ) -> str:
-    """CTC prefix beam search over [T, V] log-probs with boosted terms; the best text."""
+    """CTC prefix beam search over [T, V] log-probs with boosted terms; the best text.
+
+    Prefixes are nodes of a tree (node 0 is the empty prefix; a child is its parent plus one
+    character), so extending and looking up a prefix costs O(1), not O(its length).
+    """
     lp = np.asarray(log_probs, dtype=np.float64)
     trie = _trie(tuple(boost_terms))
     ninf = -math.inf
-    beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, ninf)}  # prefix -> (p_blank, p_nonblank)
-    bonus: dict[tuple[int, ...], float] = {(): 0.0}
-    state: dict[tuple[int, ...], tuple[int, float]] = {(): (0, 0.0)}
-    for frame in lp:
-        cutoff = frame.max() - TOKEN_PRUNE_NATS
-        candidates = [int(c) for c in np.flatnonzero(frame >= cutoff) if c != BLANK]
+    parent, last, bonus, state = [-1], [-1], [0.0], [(0, 0.0)]  # per node
+    child: dict[tuple[int, int], int] = {}
+    beams: dict[int, tuple[float, float]] = {0: (0.0, ninf)}  # node -> (p_blank, p_nonblank)
+    # A frame whose only token within TOKEN_PRUNE_NATS of its best is blank extends every
+    # prefix by blank alone: the order is kept, so a run of such frames is one sum.
+    expand = lp >= lp.max(axis=1, keepdims=True) - TOKEN_PRUNE_NATS
+    expand[:, BLANK] = False
+    pending_blank = 0.0
+    for frame, mask in zip(lp, expand):
+        if not mask.any():
+            pending_blank += float(frame[BLANK])
+            continue
+        if pending_blank:
+            beams = {k: (_lae(pb, pnb) + pending_blank, ninf) for k, (pb, pnb) in beams.items()}
+            pending_blank = 0.0
+        candidates = [(int(c), float(frame[c])) for c in np.flatnonzero(mask)]
         blank_lp = float(frame[BLANK])
-        nxt: dict[tuple[int, ...], list[float]] = {}
-        for prefix, (pb, pnb) in beams.items():
+        nxt: dict[int, list[float]] = {}
+        for node, (pb, pnb) in beams.items():
             total = _lae(pb, pnb)
-            entry = nxt.setdefault(prefix, [ninf, ninf])
+            entry = nxt.setdefault(node, [ninf, ninf])
             entry[0] = _lae(entry[0], total + blank_lp)
-            last = prefix[-1] if prefix else None
-            for c in candidates:
-                p = float(frame[c])
-                if c == SPACE and (last is None or last == SPACE):
+            prev = last[node]
+            for c, p in candidates:
+                if c == SPACE and (prev < 0 or prev == SPACE):
                     entry[1] = _lae(entry[1], total + p)  # leading or double space: the same text
                     continue
-                new = prefix + (c,)
-                if new not in bonus:
-                    state[new], delta = _boost_step(trie, state[prefix], c, weights)
-                    bonus[new] = bonus[prefix] + delta
+                new = child.get((node, c))
+                if new is None:
+                    new = child[(node, c)] = len(parent)
+                    parent.append(node)
+                    last.append(c)
+                    st, delta = _boost_step(trie, state[node], c, weights)
+                    state.append(st)
+                    bonus.append(bonus[node] + delta)
                 ext = nxt.setdefault(new, [ninf, ninf])
-                if c == last:
+                if c == prev:
                     entry[1] = _lae(entry[1], pnb + p)  # the repeat collapses into the prefix
                     ext[1] = _lae(ext[1], pb + p)  # a blank separated them: a new character
                 else:
                     ext[1] = _lae(ext[1], total + p)
-        ranked = sorted(nxt.items(), key=lambda kv: _lae(*kv[1]) + bonus[kv[0]], reverse=True)
-        beams = {k: (v[0], v[1]) for k, v in ranked[:beam_size]}
+        ranked = heapq.nlargest(beam_size, nxt.items(), key=lambda kv: _lae(kv[1][0], kv[1][1]) + bonus[kv[0]])
+        beams = {k: (v[0], v[1]) for k, v in ranked}
+    if pending_blank:
+        beams = {k: (_lae(pb, pnb) + pending_blank, ninf) for k, (pb, pnb) in beams.items()}
     best = max(beams, key=lambda k: _lae(*beams[k]) + bonus[k] + _boost_final(trie, state[k], weights))
-    return " ".join(decode(best).split())
+    chars = []
+    while best > 0:
+        chars.append(last[best])
+        best = parent[best]
+    return " ".join(decode(chars[::-1]).split())
 
 
 def align_words(log_probs: torch.Tensor, text: str, *, frame_shift_s: float, offset_s: float = 0.0) -> list[Word]:
