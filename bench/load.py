@@ -11,7 +11,9 @@ finishes its file, then every confirmed file is checked once more: one that is n
 
 Reported per run: requests/s, error rate (any exception or status >= 400), lost files, p50/p99
 latency per operation, and the RSS of every process of the platform (the head's Ray processes,
-the ``make run`` driver, Serve replicas, workers) at the start of the load and at its end.
+the ``make run`` driver, Serve replicas, workers) at the start of the load, half-way and at its
+end, plus the total every RSS_SAMPLE_S: flat means no growth from half-way to the end (the
+first half fills caches and allocator pools).
 ``--nodes 2`` adds a second Ray node on this machine (``ray start --address ...``) before the
 load. Prints tables and writes bench/results/load.json.
 
@@ -46,6 +48,7 @@ START_TIMEOUT_S = 240
 POLL_S = 1.0  # the vendor's loop polls every 2 s; a busier client is a harder load
 JOB_CHECK_EVERY = 4  # files between GETs of the client's job and the job list
 REQUEST_TIMEOUT_S = 60
+RSS_SAMPLE_S = 15.0  # s between RSS snapshots of the platform during the load
 
 
 # --- the platform under load ---------------------------------------------------------------
@@ -369,10 +372,18 @@ def run_load(nodes: int, clients: int, duration_s: float, drain_s: float, clips:
             pool.submit(inference_client, base, key, model_id, clips, warm, warm_end, 0)
             pool.submit(dataset_client, base, key, dataset_id, clips, warm, warm_end, 0)
         rss_start = platform_rss(platform)
+        samples: list[tuple[float, dict[int, tuple[str, int]]]] = []
+        stop_sampling = threading.Event()
+
+        def sample() -> None:  # a plateau after warm-up is a working set; growth to the end is a leak
+            while not stop_sampling.wait(RSS_SAMPLE_S):
+                samples.append((time.monotonic() - t0, platform_rss(platform)))
 
         stats = Stats()
         t0 = time.monotonic()
         deadline = t0 + duration_s
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
         with cf.ThreadPoolExecutor(clients) as pool:
             futures = [
                 pool.submit(dataset_client if i % 8 == 7 else inference_client, base, key,
@@ -382,8 +393,10 @@ def run_load(nodes: int, clients: int, duration_s: float, drain_s: float, clips:
             for f in futures:
                 f.result()
         wall = time.monotonic() - t0
+        stop_sampling.set()
         finals = final_states(base, key, stats.confirmed, drain_s)
         rss_end = platform_rss(platform)
+        rss_mid = next((snap for t, snap in samples if t >= duration_s / 2), rss_end)
     finally:
         platform.stop()
 
@@ -412,20 +425,26 @@ def run_load(nodes: int, clients: int, duration_s: float, drain_s: float, clips:
             op: {"n": len(v), "errors": stats.errors.get(op, 0), "p50_s": float(np.percentile(v, 50)), "p99_s": float(np.percentile(v, 99))}
             for op, v in sorted(stats.latency.items())
         },
-        "rss": _rss_rows(rss_start, rss_end),
-        "rss_total_start_mb": sum(r for _, r in rss_start.values()) / 2**20,
-        "rss_total_end_mb": sum(r for _, r in rss_end.values()) / 2**20,
+        "rss": _rss_rows(rss_start, rss_mid, rss_end),
+        "rss_total_start_mb": _total_mb(rss_start),
+        "rss_total_mid_mb": _total_mb(rss_mid),
+        "rss_total_end_mb": _total_mb(rss_end),
+        "rss_total_series_mb": [[round(t, 1), round(_total_mb(snap), 1)] for t, snap in samples],
         "log": str(log_path),
     }
 
 
-def _rss_rows(start: dict[int, tuple[str, int]], end: dict[int, tuple[str, int]]) -> list[dict]:
+def _rss_rows(*snaps: dict[int, tuple[str, int]]) -> list[dict]:
     rows = []
-    for pid in sorted(set(start) | set(end)):
-        title = (start.get(pid) or end.get(pid))[0]
-        a, b = start.get(pid, (None, None))[1], end.get(pid, (None, None))[1]
-        rows.append({"pid": pid, "process": title, "start_mb": a / 2**20 if a else None, "end_mb": b / 2**20 if b else None})
+    for pid in sorted(set().union(*snaps)):
+        title = next(snap[pid][0] for snap in snaps if pid in snap)
+        mb = [snap[pid][1] / 2**20 if pid in snap else None for snap in snaps]
+        rows.append({"pid": pid, "process": title, "start_mb": mb[0], "mid_mb": mb[1], "end_mb": mb[2]})
     return rows
+
+
+def _total_mb(snap: dict[int, tuple[str, int]]) -> float:
+    return sum(r for _, r in snap.values()) / 2**20
 
 
 def main() -> None:
@@ -450,15 +469,16 @@ def main() -> None:
         print_table(["operation", "requests", "errors", "p50 s", "p99 s"],
                     [[op, v["n"], v["errors"], v["p50_s"], v["p99_s"]] for op, v in r["per_op"].items()])
         print()
-        print_table(["pid", "process", "RSS start MB", "RSS end MB"], [[x["pid"], x["process"], x["start_mb"], x["end_mb"]] for x in r["rss"]])
+        print_table(["pid", "process", "RSS start MB", "RSS mid-run MB", "RSS end MB"],
+                    [[x["pid"], x["process"], x["start_mb"], x["mid_mb"], x["end_mb"]] for x in r["rss"]])
         for sample in r["error_samples"][:5]:
             print("  error:", sample)
 
     print("\n== summary ==")
     print_table(
-        ["nodes", "req/s", "error rate", "lost files", "files", "audio s/s", "p50 s", "p99 s", "RSS start MB", "RSS end MB"],
+        ["nodes", "req/s", "error rate", "lost files", "files", "audio s/s", "p50 s", "p99 s", "RSS start MB", "mid MB", "end MB"],
         [[r["nodes"], r["requests_per_s"], r["error_rate"], r["lost_files"], r["files_confirmed"], r["audio_s_per_s"],
-          r["p50_s"], r["p99_s"], r["rss_total_start_mb"], r["rss_total_end_mb"]] for r in runs],
+          r["p50_s"], r["p99_s"], r["rss_total_start_mb"], r["rss_total_mid_mb"], r["rss_total_end_mb"]] for r in runs],
     )
     print(f"wrote {write_results('load', {'config': vars(args), 'runs': runs})}")
 

@@ -19,6 +19,16 @@ from schemas.settings import Settings
 
 DEV_KEY_FILE = "dev_api_key"
 HEAD_START_TIMEOUT_S = 60
+# Logical CPUs the local head advertises at least. Ray's CPU counts are scheduling tokens: the
+# Detector and Transcriber replicas (1 each, more when autoscaled), 2 Ray Train workers and the
+# Data tasks of preprocessing must all be placeable at once, or on a 2-core laptop the two
+# replicas hold both tokens and preprocessing and training wait forever. They share the real
+# cores; each pins its torch threads to its token.
+MIN_LOCAL_CPUS = 8
+
+
+def local_num_cpus(settings: Settings) -> int:
+    return settings.ray_head_num_cpus or max(os.cpu_count() or 1, MIN_LOCAL_CPUS)
 
 
 def ray_cli() -> str:
@@ -115,7 +125,7 @@ def main() -> int:
     address = settings.ray_address or os.environ.get("RAY_ADDRESS")
     head = None
     if address is None:
-        head = start_head(settings)
+        head = start_head(settings, [f"--num-cpus={local_num_cpus(settings)}"])
         address = f"127.0.0.1:{settings.ray_head_port}"
     ray.init(address=address, log_to_driver=False)
     try:

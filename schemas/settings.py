@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     # --- Ray -------------------------------------------------------------------------
     ray_address: str | None = None  # None: start a local head (make run)
     ray_head_port: int = 6380  # 6379 is often Redis
+    ray_head_num_cpus: int | None = Field(None, ge=1)  # logical CPUs of make run's head; None: see cluster.local
     ray_dashboard_agent_port: int = 52365  # Ray's default; each head on one machine needs its own
     ray_client_server_port: int = 10001  # Ray's default; likewise
     dashboard_host: str = "127.0.0.1"

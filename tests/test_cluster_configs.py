@@ -43,3 +43,21 @@ def test_ray_cluster_yaml_matches_the_launcher_schema():
     assert gpu["resources"]["GPU"] >= 1 and config["head_node_type"] == "head"
     assert any("pip install" in c and "fathom" in c for c in config["setup_commands"])
     assert all("6379" not in c for c in config["head_start_ray_commands"])
+
+
+def test_make_run_head_places_every_piece_at_once(monkeypatch):
+    """On a 2-core machine the two model replicas must not hold every CPU token: preprocessing
+    (Ray Data tasks) and training (Ray Train workers) would then wait forever."""
+    import os
+
+    from cluster.local import local_num_cpus
+    from data_pipelines.preprocess import TASK_NUM_CPUS
+    from schemas.settings import Settings
+    from serve_app.deployments.detector import Detector
+    from serve_app.deployments.transcriber import Transcriber
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    settings = Settings()
+    replicas = sum(d.ray_actor_options["num_cpus"] for d in (Detector, Transcriber))
+    assert local_num_cpus(settings) >= replicas + settings.train_num_workers + TASK_NUM_CPUS
+    assert local_num_cpus(Settings(ray_head_num_cpus=3)) == 3
