@@ -9,7 +9,7 @@ The ceiling is features + model forward on the same audio in one process with th
 count of one Detector replica (1). The model has random weights: throughput does not depend
 on what it learned. Prints a table and writes bench/results/detect_http.json.
 
-    python bench/detect_http.py [--files 96] [--clip-s 30] [--levels 1,8,32] [--poll-s 0.25]
+    python bench/detect_http.py [--files 96] [--clip-s 30] [--levels 1,8,32] [--poll-s 0.25] [--name detect_http]
 """
 
 from __future__ import annotations
@@ -127,6 +127,7 @@ def main() -> None:
     p.add_argument("--files", type=int, default=96)
     p.add_argument("--clip-s", type=float, default=30.0, help="seconds per file (call segments are tens of seconds)")
     p.add_argument("--levels", default="1,8,32")
+    p.add_argument("--name", default="detect_http", help="results file: bench/results/<name>.json")
     p.add_argument("--poll-s", type=float, default=0.25, help="each client polls its file this often (the vendor's loop: 2 s)")
     args = p.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
@@ -175,7 +176,7 @@ def main() -> None:
     print(f"\nin-process ceiling (1 thread): {ceil:.1f} audio s/s; best HTTP / ceiling = {results['http_over_ceiling']:.2f}")
     print(f"batched / unbatched at concurrency {top}: HTTP {results['batched_over_unbatched_at_top']:.2f}x, "
           f"handle {results['handle_batched_over_unbatched']:.2f}x")
-    print(f"wrote {write_results('detect_http', results)}")
+    print(f"wrote {write_results(args.name, results)}")
     serve.shutdown()
     ray.shutdown()
 
