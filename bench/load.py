@@ -270,16 +270,12 @@ def inference_client(base: str, key: str, model_id: str, clips: list[bytes], sta
     while time.monotonic() < deadline:
         data = clips[n % len(clips)]
         n += 1
-        file_id = _upload(
+        _send_file(
             stats, s, data, f"call-{n}.wav", f"{base}/api/v1/inference-jobs/{job_id}/files",
             {"filename": f"call-{n}.wav", "file_size_bytes": len(data), "content_type": "audio/wav"},
-            fields="upload_fields", id_field="file_id", ops=("upload-url", "confirm"),
+            kind="inference", parent=job_id, fields="upload_fields", id_field="file_id",
+            status_field="status", final={"completed", "failed"}, ops=("upload-url", "confirm", "poll file"),
         )
-        if file_id is None:
-            continue
-        with stats.lock:
-            stats.confirmed.append(("inference", job_id, file_id))
-        _poll(stats, s, f"{base}/api/v1/inference-jobs/{job_id}/files/{file_id}", "status", {"completed", "failed"}, "poll file")
         if n % JOB_CHECK_EVERY == 0:
             _call(stats, "get job", s.get, f"{base}/api/v1/inference-jobs/{job_id}")
             _call(stats, "list jobs", s.get, f"{base}/api/v1/inference-jobs", params={"page_size": 20})
@@ -292,30 +288,28 @@ def dataset_client(base: str, key: str, dataset_id: str, clips: list[bytes], sta
     while time.monotonic() < deadline:
         data = clips[n % len(clips)]
         n += 1
-        audio_id = _upload(
+        _send_file(
             stats, s, data, f"take-{n}.wav", f"{base}/api/v1/datasets/{dataset_id}/audio",
             {"filename": f"take-{n}.wav", "content_type": "audio/wav", "file_size": len(data)},
-            fields="fields", id_field="audio_id", ops=("audio upload-url", "audio confirm"),
+            kind="dataset", parent=dataset_id, fields="fields", id_field="audio_id",
+            status_field="processing_status", final={"ready", "failed"}, ops=("audio upload-url", "audio confirm", "poll audio"),
         )
-        if audio_id is None:
-            continue
-        with stats.lock:
-            stats.confirmed.append(("dataset", dataset_id, audio_id))
-        _poll(stats, s, f"{base}/api/v1/datasets/{dataset_id}/audio/{audio_id}", "processing_status", {"ready", "failed"}, "poll audio")
 
 
-def _upload(stats: Stats, s: requests.Session, data: bytes, filename: str, prefix: str, body: dict, *,
-            fields: str, id_field: str, ops: tuple[str, str]) -> str | None:
-    """upload-url, presigned POST, confirm (both upload flavours of the API); the id, or None."""
+def _send_file(stats: Stats, s: requests.Session, data: bytes, filename: str, prefix: str, body: dict, *, kind: str,
+               parent: str, fields: str, id_field: str, status_field: str, final: set[str], ops: tuple[str, str, str]) -> None:
+    """upload-url, presigned POST, confirm, then poll until the file ends (both upload flavours of the API)."""
     r = _call(stats, ops[0], s.post, f"{prefix}/upload-url", json=body)
     if r is None:
-        return None
+        return
     info = r.json()
     if _call(stats, "presigned POST", requests.post, info["upload_url"], data=info[fields], files={"file": (filename, data)}) is None:
-        return None
+        return
     if _call(stats, ops[1], s.post, f"{prefix}/confirm", json={id_field: info[id_field]}) is None:
-        return None
-    return info[id_field]
+        return
+    with stats.lock:
+        stats.confirmed.append((kind, parent, info[id_field]))
+    _poll(stats, s, f"{prefix}/{info[id_field]}", status_field, final, ops[2])
 
 
 def _poll(stats: Stats, s: requests.Session, url: str, field_name: str, final: set[str], op: str, limit_s: float = 300) -> None:
