@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any, NamedTuple, get_args
+from typing import Any, NamedTuple
 
 from ray.job_submission import JobStatus
 from sqlalchemy import func, select, update
@@ -24,12 +24,12 @@ from cluster.db import session_scope
 from cluster.launcher import LaunchError, jobs_client, ray_job_id_for, submit_module
 from cluster.stt_tables import CustomModel, TrainingDataPair, TrainingLogEntry
 from cluster.tables import Organization, utcnow
+from schemas.common import LOG_LEVELS
 from schemas.settings import Settings
 from schemas.stt import (
     COUNTED_BY_LIMIT,
     STATUS_MESSAGES,
     TRAINABLE,
-    LogLevel,
     TrainingStatus,
 )
 
@@ -38,7 +38,6 @@ log = logging.getLogger("fathom.custom_models")
 STT_MODULE = "train_jobs.stt"
 SUBMIT_GRACE_S = 60  # a running model with no Ray Job after this long failed to launch
 MAX_ERROR_CHARS = 4000
-LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
 SECONDS_PER_HOUR = 3600.0
 
 

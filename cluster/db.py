@@ -16,8 +16,8 @@ from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from cluster import stt_tables  # noqa: F401  (registers the v3 tables on Base for init_schema)
-from cluster.tables import Base, Instance
+from cluster import migrations
+from cluster.tables import Instance
 
 SCHEMA_VERSION = 1
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -78,10 +78,14 @@ def open_session(url: str) -> Session:
     return _session_factory(url)()
 
 
+_MIGRATED: set[str] = set()  # URLs this process has brought to the head revision
+
+
 def init_schema(url: str) -> Instance:
-    """Create missing tables and the instance row (idempotent, safe to race)."""
-    engine = get_engine(url)
-    Base.metadata.create_all(engine)
+    """Apply pending migrations (once per process) and make the instance row (idempotent, safe to race)."""
+    if url not in _MIGRATED:
+        migrations.upgrade(get_engine(url))
+        _MIGRATED.add(url)
     with session_scope(url) as s:
         inst = s.scalar(select(Instance).where(Instance.id == 1))
         if inst is None:

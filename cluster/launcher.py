@@ -1,8 +1,7 @@
-"""Training runs as Ray Jobs: submit, stop, read logs, and reconcile records with Ray.
+"""Training runs as Ray Jobs: submit, stop, and look them up through the Ray Jobs API.
 
-A training job record is the source of truth users poll; the Ray Job does the work and
-writes progress into it. Reconciliation makes sure a driver that died (or a cluster
-restart) never leaves a record ``running`` forever.
+A training record is the source of truth users poll; the Ray Job does the work and writes
+progress into it. The driver's raw output stays with Ray (the dashboard's Jobs tab).
 """
 
 from __future__ import annotations
@@ -10,20 +9,14 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from datetime import timedelta
 
 import ray
-from ray.job_submission import JobStatus, JobSubmissionClient
-from sqlalchemy import select
+from ray.job_submission import JobSubmissionClient
 
-from cluster.db import session_scope
-from cluster.tables import TrainingJob, utcnow
 from schemas.settings import Settings
 
 log = logging.getLogger("fathom.launcher")
 
-ACTIVE = ("queued", "running")
-SUBMIT_GRACE_S = 60  # a queued record with no Ray Job after this long failed to launch
 
 
 class LaunchError(RuntimeError):
@@ -71,13 +64,6 @@ def stop_job(settings: Settings, ray_job_id: str) -> None:
         log.warning("stopping Ray job %s: %s", ray_job_id, e)
 
 
-def job_logs(settings: Settings, ray_job_id: str) -> str:
-    try:
-        return jobs_client(settings).get_job_logs(ray_job_id)
-    except Exception as e:
-        return f"(logs unavailable: {e})"
-
-
 def current_submission_id(settings: Settings) -> str | None:
     """The Ray Job submission id of this driver, if it runs as a Ray Job (``ray job submit``).
 
@@ -103,46 +89,3 @@ def current_submission_id(settings: Settings) -> str | None:
     except Exception as e:
         log.warning("could not look up this driver's Ray Job: %s", e)
     return None
-
-
-def reconcile_training_jobs(settings: Settings) -> int:
-    """Fail or cancel active records whose Ray Job is no longer running; returns how many changed."""
-    changed = 0
-    now = utcnow()
-    with session_scope(settings.database_url) as s:
-        active = s.scalars(select(TrainingJob).where(TrainingJob.status.in_(ACTIVE))).all()
-        if not active:
-            return 0
-        client = jobs_client(settings)
-        for job in active:
-            if job.ray_job_id is None:
-                if now - job.created_at > timedelta(seconds=SUBMIT_GRACE_S):
-                    job.status, job.error_message, job.completed_at = "failed", "training job was never launched", now
-                    changed += 1
-                continue
-            try:
-                info = client.get_job_info(job.ray_job_id)
-            except Exception as e:  # unknown to this cluster (e.g. the cluster was replaced)
-                if "does not exist" in str(e) or "404" in str(e):
-                    job.status, job.completed_at = "failed", now
-                    job.error_message = "the Ray job of this training run no longer exists (cluster restarted?)"
-                    changed += 1
-                continue
-            if info.status in (JobStatus.FAILED, JobStatus.STOPPED):
-                s.refresh(job)
-                if job.status in ACTIVE:  # the driver did not record its own end
-                    if info.status == JobStatus.STOPPED:
-                        job.status = "cancelled"
-                        job.error_message = job.error_message or "stopped"
-                    else:
-                        job.status = "failed"
-                        job.error_message = f"training process failed: {(info.message or '').strip()[:1000]}"
-                    job.completed_at = now
-                    changed += 1
-            elif info.status == JobStatus.SUCCEEDED:
-                s.refresh(job)
-                if job.status in ACTIVE:
-                    job.status, job.completed_at = "failed", now
-                    job.error_message = "training process exited without registering a model"
-                    changed += 1
-    return changed

@@ -205,6 +205,23 @@ class TrainingJob(Base):
     completed_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
+class TrainingJobLogEntry(Base):
+    """One entry of a detector training job's log (``GET .../logs``), written by the training module.
+
+    Kept with the job (deleted with it), so the log survives restarts and Ray's own log
+    rotation; the raw driver output stays with Ray, for operators.
+    """
+
+    __tablename__ = "training_job_log_entries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    training_job_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("training_jobs.id", ondelete="CASCADE"), index=True
+    )
+    timestamp: Mapped[datetime] = mapped_column(default=utcnow)
+    level: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text)
+
+
 class DetectorModel(Base):
     __tablename__ = "detector_models"
     id: Mapped[str] = _id()

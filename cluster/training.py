@@ -1,22 +1,54 @@
-"""Training job records: launch, progress, completion. Used by the API and by the jobs themselves."""
+"""Training job records: launch, progress, completion, and the job's log. Used by the API and by the jobs themselves.
+
+Each end of a job writes its log entry in the same transaction as the status change, so
+the log never says less than the record.
+"""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import update
+from ray.job_submission import JobStatus
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from cluster.db import session_scope
-from cluster.launcher import ray_job_id_for, submit_module
-from cluster.tables import DetectorModel, TrainingJob, utcnow
+from cluster.launcher import jobs_client, ray_job_id_for, submit_module
+from cluster.tables import DetectorModel, TrainingJob, TrainingJobLogEntry, utcnow
+from schemas.common import LOG_LEVELS
+from schemas.training import ACTIVE_TRAINING
 from schemas.settings import Settings
 
 DETECTOR_MODULE = "train_jobs.detector"
+SUBMIT_GRACE_S = 60  # a queued record with no Ray Job after this long failed to launch
 
 
 class JobCancelled(RuntimeError):
     """The record was cancelled (or otherwise ended) while the job ran."""
+
+
+def add_log(session: Session, job_id: str, message: str, level: str = "info") -> None:
+    if level not in LOG_LEVELS:
+        raise ValueError(f"log level {level!r} is not one of {LOG_LEVELS}")
+    session.add(TrainingJobLogEntry(training_job_id=job_id, level=level, message=message))
+
+
+def end_job(session: Session, job_id: str, status: str, message: str) -> bool:
+    """Move a queued or running record to ``failed`` or ``cancelled`` with its reason, logged alike.
+
+    A conditional update: of the API's cancel, the driver's failure and reconciliation, the
+    first to end the job wins and the others change nothing (False).
+    """
+    changed = session.execute(
+        update(TrainingJob)
+        .where(TrainingJob.id == job_id, TrainingJob.status.in_(ACTIVE_TRAINING))
+        .values(status=status, error_message=message[:4000], completed_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if changed:
+        add_log(session, job_id, f"{status}: {message}", "error" if status == "failed" else "warning")
+    return bool(changed)
 
 
 def launch_detector_training(session: Session, settings: Settings, job: TrainingJob) -> None:
@@ -31,8 +63,9 @@ def launch_detector_training(session: Session, settings: Settings, job: Training
             metadata={"fathom_training_job": job.id, "kind": "detector"},
         )
     except Exception as e:
-        job.status, job.error_message, job.completed_at = "failed", str(e)[:2000], utcnow()
+        end_job(session, job.id, "failed", f"could not start training: {e}")
         session.commit()
+        session.refresh(job)
         raise
     session.commit()
 
@@ -42,34 +75,45 @@ def mark_running(url: str, job_id: str, *, ray_job_id: str | None) -> None:
         job = s.get(TrainingJob, job_id)
         if job is None:
             raise LookupError(f"training job {job_id} not found")
-        if job.status not in ("queued", "running"):
+        if job.status not in ACTIVE_TRAINING:
             raise JobCancelled(f"training job {job_id} is {job.status}")
+        add_log(s, job_id, "training restarted" if job.status == "running" else "training started")
         job.status = "running"
         job.started_at = job.started_at or utcnow()
         if ray_job_id:
             job.ray_job_id = ray_job_id
 
 
-def report_progress(url: str, job_id: str, *, progress: float, epoch: int | None = None, metrics: dict[str, Any] | None = None) -> None:
-    """Write progress if the record is still active; raising would kill the training controller, so don't."""
+def report_progress(
+    url: str,
+    job_id: str,
+    *,
+    progress: float,
+    epoch: int | None = None,
+    metrics: dict[str, Any] | None = None,
+    message: str | None = None,
+) -> None:
+    """Write progress (and ``message`` to the log) if the record is still running."""
     values: dict[str, Any] = {"progress": round(min(max(progress, 0.0), 100.0), 2)}
     if epoch is not None:
         values["current_epoch"] = epoch
     if metrics is not None:
         values["metrics"] = metrics
     with session_scope(url) as s:
-        s.execute(
+        changed = s.execute(
             update(TrainingJob)
             .where(TrainingJob.id == job_id, TrainingJob.status == "running")
             .values(**values)
             .execution_options(synchronize_session=False)
-        )
+        ).rowcount
+        if changed and message:
+            add_log(s, job_id, message)
 
 
 def is_active(url: str, job_id: str) -> bool:
     with session_scope(url) as s:
         job = s.get(TrainingJob, job_id)
-        return job is not None and job.status in ("queued", "running")
+        return job is not None and job.status in ACTIVE_TRAINING
 
 
 def complete_with_model(url: str, job_id: str, model: DetectorModel, metrics: dict[str, Any]) -> str:
@@ -83,14 +127,55 @@ def complete_with_model(url: str, job_id: str, model: DetectorModel, metrics: di
         job.model_id = model.id
         job.status, job.progress, job.completed_at = "completed", 100.0, utcnow()
         job.metrics = metrics
+        add_log(s, job_id, f"completed: model {model.id} registered")
         return model.id
 
 
 def fail_job(url: str, job_id: str, message: str) -> None:
+    """Fail an active record (a no-op once it ended: a cancel that won keeps its own reason)."""
     with session_scope(url) as s:
-        s.execute(
-            update(TrainingJob)
-            .where(TrainingJob.id == job_id, TrainingJob.status.in_(("queued", "running")))
-            .values(status="failed", error_message=message[:4000], completed_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
+        end_job(s, job_id, "failed", message)
+
+
+def _ended_reason(client, ray_job_id: str | None, created_at, now) -> tuple[str, str] | None:
+    """(status, reason) when a record's Ray Job ended without recording its own end; None while it may still run."""
+    if ray_job_id is None:
+        if now - created_at > timedelta(seconds=SUBMIT_GRACE_S):
+            return "failed", "training job was never launched"
+        return None
+    try:
+        info = client.get_job_info(ray_job_id)
+    except Exception as e:  # unknown to this cluster (e.g. the cluster was replaced)
+        if "does not exist" in str(e) or "404" in str(e):
+            return "failed", "the Ray job of this training run no longer exists (cluster restarted?)"
+        return None
+    if info.status == JobStatus.STOPPED:
+        return "cancelled", "stopped"
+    if info.status == JobStatus.FAILED:
+        return "failed", f"training process failed: {(info.message or '').strip()[:1000]}"
+    if info.status == JobStatus.SUCCEEDED:
+        return "failed", "training process exited without registering a model"
+    return None
+
+
+def reconcile_training_jobs(settings: Settings) -> int:
+    """Fail or cancel active records whose Ray Job is no longer running; returns how many changed.
+
+    The records are read in one short transaction and each end is one conditional update, so
+    no database connection waits on the Jobs API, and a driver that records its own end at
+    the same moment wins.
+    """
+    url = settings.database_url
+    with session_scope(url) as s:
+        active = s.execute(
+            select(TrainingJob.id, TrainingJob.ray_job_id, TrainingJob.created_at).where(TrainingJob.status.in_(ACTIVE_TRAINING))
+        ).all()
+    if not active:
+        return 0
+    client, now, changed = jobs_client(settings), utcnow(), 0
+    for job_id, ray_job_id, created_at in active:
+        ended = _ended_reason(client, ray_job_id, created_at, now)
+        if ended is not None:
+            with session_scope(url) as s:
+                changed += end_job(s, job_id, *ended)
+    return changed

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Generic, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer
 
@@ -14,6 +14,10 @@ UTCTimestamp = Annotated[
     datetime,
     PlainSerializer(lambda d: d.isoformat().replace("+00:00", "Z"), return_type=str, when_used="json"),
 ]
+
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
 
 
 class ORMModel(BaseModel):
@@ -27,3 +31,11 @@ class Page(BaseModel, Generic[T]):
     total: int
     page: int
     page_size: int
+
+
+class LogEntry(ORMModel):
+    """One entry of a training log (detector jobs and custom STT models), written by the training module."""
+
+    timestamp: UTCTimestamp
+    level: LogLevel
+    message: str

@@ -7,7 +7,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.common import UTCTimestamp
+from schemas.common import LogEntry, UTCTimestamp
 
 
 class TrainingStatus(IntEnum):
@@ -34,7 +34,6 @@ Language = Literal["en"]
 LANGUAGE_IDS = {1: "en"}  # base_language_id -> base_language_key
 LANGUAGES = {key: lang_id for lang_id, key in LANGUAGE_IDS.items()}
 DataType = Literal["train", "test"]
-LogLevel = Literal["debug", "info", "warning", "error"]
 SortField = Literal["id", "name", "created_at", "updated_at", "last_modified", "training_status", "base_model"]
 MODEL_KEY_PREFIX = "custom_model_"
 
@@ -209,12 +208,6 @@ class DataPairList(BaseModel):
 
 class DataDeleted(Deleted):
     training_status: int
-
-
-class LogEntry(BaseModel):
-    timestamp: UTCTimestamp
-    level: LogLevel
-    message: str
 
 
 class TrainingLogPage(BaseModel):

@@ -6,10 +6,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from schemas.common import ORMModel, UTCTimestamp
+from schemas.common import LogEntry, ORMModel, Page, UTCTimestamp
 
 TrainingStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
-TERMINAL_TRAINING = ("completed", "failed", "cancelled")
+ACTIVE_TRAINING = ("queued", "running")  # a record in these states may still change
 
 
 class TrainingConfig(BaseModel):
@@ -58,7 +58,7 @@ class TrainingJobPublic(ORMModel):
     completed_at: UTCTimestamp | None
 
 
-class TrainingJobLogs(BaseModel):
+class TrainingJobLogs(Page[LogEntry]):
+    """A page of a training job's log: ``{"job_id", "items": [{timestamp, level, message}], "total", "page", "page_size"}``."""
+
     job_id: str
-    ray_job_id: str | None
-    logs: str

@@ -27,7 +27,7 @@ from cluster.blobs import BlobError, make_blob_store
 from cluster.db import init_schema, open_session
 from cluster.inference import finish_file
 from cluster.custom_models import reconcile_stt_jobs
-from cluster.launcher import reconcile_training_jobs
+from cluster.training import reconcile_training_jobs
 from cluster.tables import InferenceFile, InferenceJob
 from data_pipelines.audio import AudioDecodeError
 

@@ -77,6 +77,17 @@ def wait_for(predicate: Callable[[], Any], *, timeout: float = 120, interval: fl
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
 
 
+def training_log(client: Client, job_id: str, page_size: int = 100) -> list[dict[str, Any]]:
+    """Every entry of a detector training job's log, read page by page."""
+    entries: list[dict[str, Any]] = []
+    for page in range(1, 1000):
+        body = client.get(f"/api/v1/training-jobs/{job_id}/logs", params={"page": page, "page_size": page_size}).json()
+        entries += body["items"]
+        if len(entries) >= body["total"] or not body["items"]:
+            return entries
+    raise AssertionError("the training log did not end")
+
+
 def register_detector(settings: Any, organization_id: str, artifact_types: list[str], **fields: Any) -> str:
     """A detector model row plus an (untrained) checkpoint in the blob store: for API tests
     that need a model without training one."""

@@ -9,7 +9,7 @@ from ray.job_submission import JobStatus, JobSubmissionClient
 
 from data_pipelines.audio import encode_audio
 from data_pipelines.synth import make_clip
-from tests.factories import register_detector, wait_for
+from tests.factories import register_detector, training_log, wait_for
 
 TYPES = ["glitch", "long_pause"]
 
@@ -97,6 +97,7 @@ def test_cancel_stops_the_ray_job_and_leaves_no_model(platform, trainable):
     assert r.status_code == 201, r.text
     job = r.json()
     wait_for(lambda: client.get(f"/api/v1/training-jobs/{job['id']}").json()["status"] == "running", timeout=180, what="job running")
+    wait_for(lambda: len(training_log(client, job["id"])) >= 2, timeout=120, what="the job's preprocessing entry")
     r = client.delete(f"/api/v1/training-jobs/{job['id']}")
     assert r.status_code == 200 and r.json()["status"] == "cancelled"
     assert client.delete(f"/api/v1/training-jobs/{job['id']}").status_code == 409
@@ -106,7 +107,9 @@ def test_cancel_stops_the_ray_job_and_leaves_no_model(platform, trainable):
     assert final["status"] == "cancelled" and final["model_id"] is None
     listed = client.get("/api/v1/training-jobs", params={"status": "cancelled", "dataset_id": ds}).json()
     assert job["id"] in [j["id"] for j in listed["items"]]
-    assert "training files" in client.get(f"/api/v1/training-jobs/{job['id']}/logs").json()["logs"]
+    log = training_log(client, job["id"])
+    assert any(e["message"].startswith("preprocessing: ") for e in log), log
+    assert (log[-1]["level"], log[-1]["message"]) == ("warning", "cancelled: cancelled by user")
 
 
 def test_models_filters_patch_archive_and_isolation(platform, org, other_org):
@@ -228,3 +231,35 @@ def test_file_left_processing_by_a_dead_worker_is_claimed_again(platform, org):
     assert abs(f["duration_ms"] - 2000) <= 20
     with session_scope(platform.settings.database_url) as s:
         assert s.get(InferenceFile, fid).attempts == 2
+
+
+def test_ended_jobs_log_their_reason_once(platform, trainable):
+    """A driver's failure, a Ray Job that vanished, a launch that never happened: each end is logged with its reason."""
+    from datetime import timedelta
+
+    from cluster.db import session_scope
+    from cluster.tables import TrainingJob, utcnow
+    from cluster.training import fail_job, reconcile_training_jobs
+
+    client, url = trainable["client"], platform.settings.database_url
+    base = {"organization_id": client.org_id, "dataset_id": trainable["dataset_id"], "annotation_set_id": trainable["published_set"]}
+    with session_scope(url) as s:
+        jobs = [
+            TrainingJob(**base, status="running"),
+            TrainingJob(**base, status="running", ray_job_id="detector-gone-from-this-cluster"),
+            TrainingJob(**base, status="queued", created_at=utcnow() - timedelta(minutes=5)),
+        ]
+        s.add_all(jobs)
+    driver, vanished, unlaunched = (j.id for j in jobs)
+    fail_job(url, driver, "ValueError: features of file x are unreadable")
+    fail_job(url, driver, "a second report of the same end")  # already ended: changes nothing
+    reconcile_training_jobs(platform.settings)  # the dispatcher reconciles too: whichever is first ends each job
+    expected = {
+        driver: "failed: ValueError: features of file x are unreadable",
+        vanished: "failed: the Ray job of this training run no longer exists (cluster restarted?)",
+        unlaunched: "failed: training job was never launched",
+    }
+    for job_id, message in expected.items():
+        job = client.get(f"/api/v1/training-jobs/{job_id}").json()
+        assert job["status"] == "failed" and message == f"failed: {job['error_message']}"
+        assert [(e["level"], e["message"]) for e in training_log(client, job_id)] == [("error", message)]

@@ -23,7 +23,11 @@ import requests
 from data_pipelines.audio import encode_audio
 from data_pipelines.events import Event, event_metrics
 from data_pipelines.synth import ARTIFACT_TYPES, make_clip
-from tests.factories import upload_dataset_audio, upload_inference_file, wait_for
+import re
+
+from ray.job_submission import JobSubmissionClient
+
+from tests.factories import training_log, upload_dataset_audio, upload_inference_file, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -101,8 +105,8 @@ def trained(platform):
         return j if j["status"] in ("completed", "failed", "cancelled") else None
 
     job = wait_for(finished, timeout=1200, interval=2, what="training job")
-    logs = client.get(f"/api/v1/training-jobs/{job['id']}/logs").json()["logs"]
-    assert job["status"] == "completed", f"{job['error_message']}\n{logs[-3000:]}"
+    logs = training_log(client, job["id"])
+    assert job["status"] == "completed", f"{job['error_message']}\n{logs[-20:]}"
     return {
         "client": client, "dataset_id": dataset_id, "set_id": set_id, "job": job, "seen_running": seen_running, "logs": logs,
     }
@@ -125,6 +129,29 @@ def test_training_job_reports_progress_and_registers_model(trained):
     models = client.get("/api/v1/models", params={"is_active": True}).json()
     best = max(models["items"], key=lambda m: m["eval_metrics"]["f1_score"])
     assert best["id"] == job["model_id"]
+
+
+# What the training log must never show a user: install paths, Ray session internals, colour codes.
+LEAKS = re.compile(r"site-packages|/tmp/ray|session_\d{4}|\x1b\[|gcs|raylet|node[_ ]?id|[0-9a-f]{56}", re.IGNORECASE)
+
+
+def test_training_log_tells_the_run_in_structured_entries(platform, trained):
+    job, client = trained["job"], trained["client"]
+    entries = trained["logs"]
+    messages = [e["message"] for e in entries]
+    assert all(set(e) == {"timestamp", "level", "message"} and e["timestamp"].endswith("Z") for e in entries)
+    assert messages[0] == "training started" and messages[-1] == f"completed: model {job['model_id']} registered"
+    assert any(m.startswith("preprocessing: ") and "training files" in m for m in messages), messages
+    epochs = [m for m in messages if m.startswith("epoch ")]
+    assert [m.split(":")[0] for m in epochs] == [f"epoch {e}/{TRAIN_CONFIG['epochs']}" for e in range(1, TRAIN_CONFIG["epochs"] + 1)]
+    assert all("train loss" in m and "validation frame F1" in m for m in epochs), epochs
+    assert any(m.startswith("evaluation: event F1 ") for m in messages), messages
+    assert not [m for m in messages if LEAKS.search(m)]
+    assert sorted(entries, key=lambda e: e["timestamp"]) == entries
+    # pages of 3 tile the log; the log is the database's, so it outlives the Ray Job it describes
+    assert training_log(client, job["id"], page_size=3) == entries
+    JobSubmissionClient(platform.dashboard_url).delete_job(job["ray_job_id"])
+    assert training_log(client, job["id"]) == entries
 
 
 def test_inference_on_held_out_audio_meets_event_f1(trained):

@@ -97,6 +97,7 @@ def load_job_inputs(settings: Settings, job_id: str) -> dict[str, Any]:
             "job": {"organization_id": job.organization_id, "dataset_id": job.dataset_id},
             "config": config,
             "features_keys": {f.id: f.features_key for f in files},
+            "durations_ms": {f.id: int(f.duration_ms or 0) for f in files},
             "events": events,
         }
 
@@ -133,6 +134,15 @@ def resolve_gpu(config: TrainingConfig, settings: Settings) -> bool:
     return ray.cluster_resources().get("GPU", 0) > 0
 
 
+def evaluation_summary(metrics: dict[str, Any]) -> str:
+    """One log line of the event-based validation figures, overall and per type."""
+    per_type = ", ".join(f"{name} {m['f1_score']:.3f} ({m['support']} events)" for name, m in metrics["per_class"].items())
+    return (
+        f"evaluation: event F1 {metrics['f1_score']:.3f} (precision {metrics['precision']:.3f}, "
+        f"recall {metrics['recall']:.3f}); per type: {per_type}"
+    )
+
+
 def train(settings: Settings, job_id: str) -> str:
     url = settings.database_url
     blobs = make_blob_store(settings, secret=init_schema(url).signing_secret.encode())
@@ -140,15 +150,28 @@ def train(settings: Settings, job_id: str) -> str:
     config: TrainingConfig = inputs["config"]
     types = list(config.artifact_types)
     train_ids, val_ids = split_files(list(inputs["features_keys"]), config.validation_split, config.seed)
-    log.info("job %s: %d training files, %d validation files, types %s", job_id, len(train_ids), len(val_ids), types)
-    report_progress(url, job_id, progress=1.0)
+    minutes = sum(inputs["durations_ms"][i] for i in train_ids) / 60000
+    report_progress(
+        url,
+        job_id,
+        progress=1.0,
+        message=f"preprocessing: {len(train_ids)} training files ({minutes:.1f} min of audio), {len(val_ids)} validation "
+        f"files; types {', '.join(types)}; windows of {config.chunk_size_ms} ms every {config.stride_ms} ms",
+    )
 
     keys = inputs["features_keys"]
     spec = WindowSpec.from_ms(config.chunk_size_ms, config.stride_ms)
     mean, std = feature_stats(blobs, [keys[i] for i in train_ids])
     train_ds = window_dataset(blobs, {i: keys[i] for i in train_ids}, inputs["events"], types, spec)
     val_ds = window_dataset(blobs, {i: keys[i] for i in val_ids}, inputs["events"], types, spec)
-    report_progress(url, job_id, progress=5.0)
+    num_workers = config.num_workers if config.num_workers is not None else settings.train_num_workers
+    use_gpu = resolve_gpu(config, settings)
+    report_progress(
+        url,
+        job_id,
+        progress=5.0,
+        message=f"training {config.epochs} epochs on {max(num_workers, 1)} Ray Train worker(s), {'GPU' if use_gpu else 'CPU'}",
+    )
 
     n_features = int(mean.shape[0])
     loop_config = {
@@ -162,13 +185,12 @@ def train(settings: Settings, job_id: str) -> str:
         "feature_std": std.tolist(),
         "seed": config.seed,
     }
-    num_workers = config.num_workers if config.num_workers is not None else settings.train_num_workers
     result = fit_detector(
         train_ds,
         val_ds,
         config=loop_config,
         num_workers=num_workers,
-        use_gpu=resolve_gpu(config, settings),
+        use_gpu=use_gpu,
         storage_path=blobs.arrow_path(f"ray-train/{job_id}"),
         storage_filesystem=blobs.arrow_filesystem(),
         run_name=f"detector-{job_id}",
@@ -178,11 +200,11 @@ def train(settings: Settings, job_id: str) -> str:
         raise RuntimeError("training finished without a checkpoint")
     model_bytes = checkpoint_bytes(result.checkpoint)
 
-    report_progress(url, job_id, progress=92.0)
+    report_progress(url, job_id, progress=92.0, message=f"evaluating on {len(val_ids)} validation files")
     model, meta = load_checkpoint(model_bytes)
     val_files = [(read_feature_shard(blobs, keys[i]), inputs["events"][i]) for i in val_ids]
     eval_metrics = evaluate_detector(model, meta, val_files)
-    log.info("job %s: validation event F1 %.3f", job_id, eval_metrics["f1_score"])
+    report_progress(url, job_id, progress=96.0, message=evaluation_summary(eval_metrics))
 
     model_id = new_id()
     checkpoint_key = f"models/detectors/{model_id}.pt"

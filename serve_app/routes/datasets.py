@@ -14,6 +14,7 @@ from cluster.tables import Annotation, AnnotationSet, AudioFile, Dataset, Traini
 from schemas.auth import DETECTION_READ, DETECTION_WRITE
 from schemas.common import Page
 from schemas.datasets import DatasetCreate, DatasetPublic, DatasetUpdate
+from schemas.training import ACTIVE_TRAINING
 from serve_app.deps import BlobsDep, PageDep, SessionDep, require
 from serve_app.errors import V1_ROUTE_ERRORS, ApiError, v1_errors
 
@@ -23,7 +24,6 @@ router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"], responses=v1_er
 Reader = Annotated[Principal, Depends(require(DETECTION_READ))]
 Writer = Annotated[Principal, Depends(require(DETECTION_WRITE))]
 
-ACTIVE_TRAINING = ("queued", "running")
 NOT_NULL_FIELDS = ("name", "artifact_types")
 
 

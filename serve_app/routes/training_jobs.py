@@ -8,12 +8,12 @@ from fastapi import APIRouter, Depends, Query
 from sqlalchemy import func, select
 
 from cluster.accounts import Principal
-from cluster.launcher import LaunchError, job_logs, stop_job
-from cluster.tables import Annotation, AnnotationSet, AudioFile, Dataset, TrainingJob, utcnow
-from cluster.training import launch_detector_training
+from cluster.launcher import LaunchError, stop_job
+from cluster.tables import Annotation, AnnotationSet, AudioFile, Dataset, TrainingJob, TrainingJobLogEntry
+from cluster.training import end_job, launch_detector_training
 from schemas.auth import DETECTION_READ, DETECTION_WRITE
 from schemas.common import Page
-from schemas.training import TERMINAL_TRAINING, TrainingJobCreate, TrainingJobLogs, TrainingJobPublic, TrainingStatus
+from schemas.training import TrainingJobCreate, TrainingJobLogs, TrainingJobPublic, TrainingStatus
 from serve_app.deps import PageDep, SessionDep, SettingsDep, require
 from serve_app.errors import V1_ROUTE_ERRORS, ApiError, v1_errors
 
@@ -113,18 +113,19 @@ def get_training_job(job_id: str, session: SessionDep, principal: Reader) -> Tra
 def cancel_training_job(job_id: str, session: SessionDep, settings: SettingsDep, principal: Writer) -> TrainingJob:
     """Cancel a queued or running training job (stops its Ray Job)."""
     job = _job(session, principal, job_id)
-    if job.status in TERMINAL_TRAINING:
-        raise ApiError(409, f"Training job is already {job.status}")
-    job.status, job.completed_at, job.error_message = "cancelled", utcnow(), "cancelled by user"
+    if not end_job(session, job.id, "cancelled", "cancelled by user"):
+        session.rollback()
+        raise ApiError(409, f"Training job is already {_job(session, principal, job_id).status}")
     session.commit()
+    session.refresh(job)
     if job.ray_job_id:
         stop_job(settings, job.ray_job_id)
     return job
 
 
 @router.get("/{job_id}/logs", response_model=TrainingJobLogs, responses=v1_errors(404))
-def get_training_logs(job_id: str, session: SessionDep, settings: SettingsDep, principal: Reader) -> TrainingJobLogs:
-    """Driver logs of the job's Ray Job."""
+def get_training_logs(job_id: str, session: SessionDep, principal: Reader, page: PageDep) -> dict:
+    """The job's training log (preprocessing, epochs, evaluation, its end), oldest first."""
     job = _job(session, principal, job_id)
-    logs = job_logs(settings, job.ray_job_id) if job.ray_job_id else ""
-    return TrainingJobLogs(job_id=job.id, ray_job_id=job.ray_job_id, logs=logs)
+    entries = select(TrainingJobLogEntry).where(TrainingJobLogEntry.training_job_id == job.id)
+    return {"job_id": job.id, **page.fetch(session, entries, TrainingJobLogEntry.id)}
