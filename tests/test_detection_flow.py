@@ -150,7 +150,9 @@ def test_training_log_tells_the_run_in_structured_entries(platform, trained):
     assert sorted(entries, key=lambda e: e["timestamp"]) == entries
     # pages of 3 tile the log; the log is the database's, so it outlives the Ray Job it describes
     assert training_log(client, job["id"], page_size=3) == entries
-    JobSubmissionClient(platform.dashboard_url).delete_job(job["ray_job_id"])
+    jobs = JobSubmissionClient(platform.dashboard_url)
+    wait_for(lambda: jobs.get_job_status(job["ray_job_id"]).is_terminal(), timeout=120, what="the Ray Job's end")
+    assert jobs.delete_job(job["ray_job_id"])
     assert training_log(client, job["id"]) == entries
 
 
