@@ -292,7 +292,8 @@ def _telephone(y, sr, rng, spec: Telephone, _):
 def _codec(y, sr, rng, spec: Codec, _):
     codec = str(spec.codecs[int(rng.integers(len(spec.codecs)))])
     kbps = _u(rng, getattr(spec, f"{codec}_kbps"))
-    return C.lossy_codec(y, sr, rng, codec=codec, kbps=kbps), {"codec": codec, "kbps": kbps}
+    y, used = C.transcode(y, sr, codec, kbps)
+    return y, {"codec": codec, "kbps": kbps, "coded_kbps": round(used, 1)}
 
 
 _APPLY = {

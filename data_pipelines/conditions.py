@@ -200,8 +200,7 @@ def _encode_opus(wave: np.ndarray, sample_rate: int, kbps: float) -> tuple[bytes
 def _decode_pyav(data: bytes) -> tuple[np.ndarray, int]:
     with av.open(io.BytesIO(data)) as container:
         stream = container.streams.audio[0]
-        chunks = [f.to_ndarray().reshape(-1, f.layout.nb_channels if f.format.is_packed else 1)[:, 0]
-                  if f.format.is_packed else f.to_ndarray()[0] for f in container.decode(stream)]
+        chunks = [f.to_ndarray().reshape(-1) for f in container.decode(stream)]  # mono: one plane
         return np.concatenate(chunks).astype(np.float32), stream.codec_context.sample_rate
 
 
@@ -227,12 +226,21 @@ def encode_decode(wave, sample_rate: int, codec: str, kbps: float) -> tuple[np.n
     return y, rate, len(data) * 8 / 1000 / (wave.size / sample_rate)
 
 
-def lossy_codec(wave, sample_rate: int, rng, *, codec: str = "mp3", kbps: float = 32.0) -> np.ndarray:
-    """Encode and decode in memory, then remove the codec's delay and padding (cross-correlation)."""
-    y, rate, _ = encode_decode(wave, sample_rate, codec, kbps)
+def transcode(wave, sample_rate: int, codec: str, kbps: float) -> tuple[np.ndarray, float]:
+    """:func:`lossy_codec`, also giving the bitrate the encoder really used (kbps)."""
+    y, rate, used = encode_decode(wave, sample_rate, codec, kbps)
     y = _resample(y, rate, sample_rate)
     max_lag = int(MAX_CODEC_SHIFT_MS * sample_rate / 1000)
-    return _fit(y, wave.size, align_lag(np.asarray(wave, np.float64), y.astype(np.float64), max_lag))
+    return _fit(y, wave.size, align_lag(np.asarray(wave, np.float64), y.astype(np.float64), max_lag)), used
+
+
+def lossy_codec(wave, sample_rate: int, rng, *, codec: str = "mp3", kbps: float = 32.0) -> np.ndarray:
+    """Encode and decode in memory, then remove the codec's delay and padding (cross-correlation).
+
+    mp3 and opus hit ``kbps``; libvorbis picks its own rate from a quality mapped from kbps
+    at 16 kHz mono (VORBIS_KBPS_RANGE), so other rates code higher (44.1 kHz: about 2x).
+    """
+    return transcode(wave, sample_rate, codec, kbps)[0]
 
 
 # --- gain and dynamics ----------------------------------------------------------------------------
