@@ -184,7 +184,7 @@ def babble_talkers(n_samples: int, sample_rate: int, rng, voices: Sequence[str] 
     for _ in range(int(rng.integers(BABBLE_TALKERS[0], BABBLE_TALKERS[1] + 1))):
         words = " ".join(rng.choice(C.BABBLE_WORDS, BABBLE_WORDS_PER_TALKER))
         wave, rate = speak(words, voice=str(pool[int(rng.integers(len(pool)))]), rate_wpm=int(rng.integers(140, 200)))
-        talkers.append(C._resample(wave, rate, sample_rate)[: max(n_samples, 1)])
+        talkers.append(C.resample(wave, rate, sample_rate)[: max(n_samples, 1)])
     return talkers
 
 

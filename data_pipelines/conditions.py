@@ -81,7 +81,8 @@ def _fit(y: np.ndarray, n: int, lag: int = 0) -> np.ndarray:
     return out
 
 
-def _resample(wave: np.ndarray, rate: int, new_rate: int) -> np.ndarray:
+def resample(wave: np.ndarray, rate: int, new_rate: int) -> np.ndarray:
+    """torchaudio's windowed-sinc resampler: symmetric, so it keeps the timeline."""
     if rate == new_rate:
         return np.asarray(wave, np.float32)
     with torch.inference_mode():
@@ -163,14 +164,18 @@ def filter_zero_phase(wave: np.ndarray, h: np.ndarray) -> np.ndarray:
 
 
 def telephone(wave, sample_rate: int, rng, *, low_hz=300.0, high_hz=3400.0, narrowband=True, mu_law=False):
-    """A telephone channel: optional 8 kHz round trip with G.711 mu-law, and a low_hz-high_hz band-pass."""
+    """A telephone channel: optional 8 kHz round trip with G.711 mu-law, and a low_hz-high_hz band-pass.
+
+    Deterministic (``rng`` is unused). Below low_hz and above high_hz the FIR stops at
+    FIR_STOPBAND_DB; its edges lie inside the band.
+    """
     rate = TELEPHONE_RATE if narrowband and sample_rate > TELEPHONE_RATE else sample_rate
-    y = _resample(wave, sample_rate, rate)
+    y = resample(wave, sample_rate, rate)
     if mu_law:
         codes = AF.mu_law_encoding(torch.from_numpy(np.clip(y, -1.0, 1.0)), MU_LAW_CHANNELS)
         y = AF.mu_law_decoding(codes, MU_LAW_CHANNELS).numpy()
     y = filter_zero_phase(y, bandpass_fir(low_hz, high_hz, rate, TELEPHONE_TRANSITION_HZ))
-    return _fit(_resample(y, rate, sample_rate), wave.size)
+    return _fit(resample(y, rate, sample_rate), wave.size)
 
 
 # --- codecs ---------------------------------------------------------------------------------------
@@ -183,7 +188,7 @@ def _mp3_level(kbps: float, sample_rate: int) -> float:
 
 def _encode_opus(wave: np.ndarray, sample_rate: int, kbps: float) -> tuple[bytes, int]:
     rate = sample_rate if sample_rate in OPUS_RATES else 48_000
-    x = _resample(wave, sample_rate, rate)
+    x = resample(wave, sample_rate, rate)
     buf = io.BytesIO()
     with av.open(buf, mode="w", format="ogg") as container:
         stream = container.add_stream("libopus", rate=rate, layout="mono")
@@ -229,7 +234,7 @@ def encode_decode(wave, sample_rate: int, codec: str, kbps: float) -> tuple[np.n
 def transcode(wave, sample_rate: int, codec: str, kbps: float) -> tuple[np.ndarray, float]:
     """:func:`lossy_codec`, also giving the bitrate the encoder really used (kbps)."""
     y, rate, used = encode_decode(wave, sample_rate, codec, kbps)
-    y = _resample(y, rate, sample_rate)
+    y = resample(y, rate, sample_rate)
     max_lag = int(MAX_CODEC_SHIFT_MS * sample_rate / 1000)
     return _fit(y, wave.size, align_lag(np.asarray(wave, np.float64), y.astype(np.float64), max_lag)), used
 

@@ -10,13 +10,16 @@ import sys
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from data_pipelines import conditions as C
 from data_pipelines.condition_chain import (
     FAMILIES,
     PRESETS,
+    Clicks,
     Codec,
     Conditions,
+    Dropouts,
     Noise,
     Telephone,
     apply_conditions,
@@ -152,6 +155,21 @@ def test_impairments_write_exactly_their_span(speech):
     assert np.isclose(np.abs(y[2000]), 0.9) and np.array_equal(y[2032:], speech[2032:])
 
 
+def test_chain_impairments_report_their_spans(speech):
+    for fill in ("silence", "comfort"):
+        dropouts = Dropouts(count=(3, 3), length_ms=(20.0, 20.0), comfort_probability=float(fill == "comfort"))
+        y, applied = apply_conditions(speech, SR, Conditions(dropouts=dropouts), chain_rng(1))
+        assert applied[0]["fill"] == fill and len(applied[0]["spans"]) == 3
+        for start, length in applied[0]["spans"]:
+            assert length == 320 and C.active_mask(speech, SR)[start : start + length].all()  # inside speech
+            rms = np.sqrt(np.mean(y[start : start + length] ** 2))
+            speech_rms = np.sqrt(C.active_power(speech, C.active_mask(speech, SR)))
+            assert rms == 0 if fill == "silence" else 0 < rms < 10 ** (-29 / 20) * speech_rms  # -45..-30 dB re speech
+    y, applied = apply_conditions(speech, SR, Conditions(clicks=Clicks(count=(2, 2))), chain_rng(1))
+    for start, length in applied[0]["spans"]:
+        assert 16 <= length <= 48 and np.abs(y[start]) >= 0.6 * np.abs(speech).max()
+
+
 def test_chain_is_reproducible_reports_what_it_applied_and_differs_across_seeds(speech):
     conditions = preset("real_world")
     a, applied_a = apply_conditions(speech, SR, conditions, chain_rng(4))
@@ -168,7 +186,7 @@ def test_chain_is_reproducible_reports_what_it_applied_and_differs_across_seeds(
 
 
 def test_config_is_frozen_and_validated():
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         PRESETS["real_world"].noise.snr_db = (0.0, 1.0)
     for bad in ({"snr_db": (20.0, 5.0)}, {"kinds": ("brown",)}, {"probability": 1.5}):
         with pytest.raises(ValueError):
@@ -305,7 +323,8 @@ def test_utterances_with_voices_and_conditions(tmp_path):
 
 
 def test_cli_conditions_option(tmp_path):
-    for module, extra in (("data_pipelines.synth", ["--duration", "2"]), ("data_pipelines.stt_corpus", [])):
+    synth_extra = ["--duration", "3", "--glitch-kinds", "short_dropout"]
+    for module, extra in (("data_pipelines.synth", synth_extra), ("data_pipelines.stt_corpus", [])):
         proc = subprocess.run(
             [sys.executable, "-m", module, "--out", str(tmp_path / module), "--n", "1", "--conditions", "telephone", *extra],
             capture_output=True, text=True, timeout=120,
@@ -313,5 +332,7 @@ def test_cli_conditions_option(tmp_path):
         assert proc.returncode == 0, proc.stderr
         manifest = json.loads((tmp_path / module / "manifest.json").read_text())
         assert all(m["conditions"][0]["family"] == "room_tone" for m in manifest)
+    glitches = [e for e in json.loads((tmp_path / "data_pipelines.synth" / "manifest.json").read_text())[0]["events"] if e["artifact_type"] == "glitch"]
+    assert glitches and all(e["end_ms"] - e["start_ms"] <= 10 for e in glitches)
     bad = subprocess.run([sys.executable, "-m", "data_pipelines.synth", "--out", str(tmp_path), "--conditions", "studio"], capture_output=True, text=True)
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
