@@ -10,6 +10,10 @@ The transcript is written the way people write (capitals, digits, punctuation); 
 speaks its :func:`data_pipelines.text.normalize_transcript` form, so normalised transcript
 and speech match word for word. :func:`write_corpus` writes audio + ``.txt`` pairs, the
 upload format of the custom-model API. Everything is a pure function of the seed.
+
+``conditions`` (data_pipelines.condition_chain) add recording conditions after the noise
+floor, every family including impairments (nothing is annotated here); ``voices`` limits the
+speakers, e.g. to one side of condition_chain.split_held_out.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import argparse
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +30,8 @@ import torch
 import torchaudio.functional as AF
 
 from data_pipelines.audio import ENCODE_FORMATS, SAMPLE_RATE, encode_audio
-from data_pipelines.synth import speak
+from data_pipelines.condition_chain import PRESETS, Conditions, apply_conditions, chain_rng
+from data_pipelines.speech import speak
 from data_pipelines.text import normalize_transcript
 
 CORPUS_VOICES = (
@@ -331,16 +337,44 @@ def utterance_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
+@dataclass(frozen=True)
+class Utterance:
+    waveform: np.ndarray  # float32 mono at SAMPLE_RATE
+    text: str  # written transcript
+    voice: str  # espeak-ng voice, e.g. "en-gb+f3"
+    conditions: list[dict] = field(default_factory=list)  # recording conditions applied, in order
+
+
 def make_utterance(
-    seed: int, *, domain: str | None = None, terms: Sequence[str] | None = None
+    seed: int, *, domain: str | None = None, terms: Sequence[str] | None = None, **options
 ) -> tuple[np.ndarray, str]:
     """(float32 mono 16 kHz waveform, written transcript) for ``seed``; deterministic.
 
     ``domain`` None gives a general sentence; otherwise a sentence with one or two terms of
-    that domain, drawn from ``terms`` when given (a narrower customer vocabulary).
+    that domain, drawn from ``terms`` when given (a narrower customer vocabulary). Other
+    options (``voices``, ``conditions``) as for :func:`synthesize_utterance`.
     """
+    utt = synthesize_utterance(seed, domain=domain, terms=terms, **options)
+    return utt.waveform, utt.text
+
+
+def synthesize_utterance(
+    seed: int,
+    *,
+    domain: str | None = None,
+    terms: Sequence[str] | None = None,
+    voices: Sequence[str] | None = None,
+    conditions: Conditions | None = None,
+) -> Utterance:
+    """The utterance of ``seed`` with its voice and conditions; see :func:`make_utterance`.
+
+    ``voices`` None draws from CORPUS_VOICES x CORPUS_VARIANTS (the corpus of earlier
+    versions); otherwise from ``voices``, full names such as "en-gb-x-rp+m3".
+    """
+    if voices is not None and not voices:
+        raise ValueError("voices must be None (the corpus voices) or a non-empty list of espeak-ng voices")
     rng = np.random.default_rng(seed)
-    voice = _pick(rng, CORPUS_VOICES) + _pick(rng, CORPUS_VARIANTS)
+    voice = _pick(rng, CORPUS_VOICES) + _pick(rng, CORPUS_VARIANTS) if voices is None else _pick(rng, voices)
     rate_wpm, pitch = int(rng.integers(RATE_WPM[0], RATE_WPM[1] + 1)), int(rng.integers(PITCH[0], PITCH[1] + 1))
     text = general_sentence(rng) if domain is None else domain_sentence(rng, domain, terms)
     wave, rate = speak(normalize_transcript(text), voice=voice, rate_wpm=rate_wpm, pitch=pitch)
@@ -352,7 +386,10 @@ def make_utterance(
     lead, tail = (int(rng.integers(LEAD_MS[0], LEAD_MS[1] + 1)) * SAMPLE_RATE // 1000 for _ in range(2))
     wave = np.concatenate([np.zeros(lead, np.float32), wave, np.zeros(tail, np.float32)])
     wave += 10 ** (rng.uniform(*NOISE_DBFS) / 20) * rng.standard_normal(wave.size)
-    return wave.astype(np.float32), text
+    wave, applied = wave.astype(np.float32), []
+    if conditions is not None:
+        wave, applied = apply_conditions(wave, SAMPLE_RATE, conditions, chain_rng(seed))
+    return Utterance(wave, text, voice, applied)
 
 
 def write_corpus(
@@ -363,12 +400,15 @@ def write_corpus(
     seed: int = 0,
     formats: Sequence[str] = ("wav",),
     terms: Sequence[str] | None = None,
+    voices: Sequence[str] | None = None,
+    conditions: Conditions | None = None,
 ) -> list[dict]:
     """Write ``n`` utterances as ``utt_NNNNN.<fmt>`` + ``utt_NNNNN.txt`` (UTF-8 transcript) pairs.
 
     Formats cycle over ``formats`` (see data_pipelines.audio.ENCODE_FORMATS). Returns the
     manifest (also written to manifest.json): audio_file, transcript_file, text,
-    duration_seconds, format, domain per utterance.
+    duration_seconds, format, domain per utterance; with ``conditions`` also voice and
+    conditions (what was applied).
     """
     bad = [f for f in formats if f not in ENCODE_FORMATS]
     if bad or not formats:
@@ -379,7 +419,8 @@ def write_corpus(
     out.mkdir(parents=True, exist_ok=True)
     manifest = []
     for i in range(n):
-        wave, text = make_utterance(utterance_seed(seed, i), domain=domain, terms=terms)
+        utt = synthesize_utterance(utterance_seed(seed, i), domain=domain, terms=terms, voices=voices, conditions=conditions)
+        wave, text = utt.waveform, utt.text
         fmt = formats[i % len(formats)]
         audio_file, transcript_file = f"utt_{i:05d}.{fmt}", f"utt_{i:05d}.txt"
         (out / audio_file).write_bytes(encode_audio(wave, SAMPLE_RATE, fmt))
@@ -394,6 +435,8 @@ def write_corpus(
                 "domain": domain or "general",
             }
         )
+        if conditions is not None:
+            manifest[-1].update(voice=utt.voice, conditions=utt.conditions)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return manifest
 
@@ -405,9 +448,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--domain", choices=DOMAINS, default=None, help="domain terms in every sentence")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--formats", default="wav", help=f"comma-separated, from {','.join(ENCODE_FORMATS)}")
+    parser.add_argument("--conditions", choices=tuple(PRESETS), default=None, help="recording conditions preset")
     args = parser.parse_args(argv)
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
-    manifest = write_corpus(args.out, args.n, domain=args.domain, seed=args.seed, formats=formats)
+    conditions = PRESETS[args.conditions] if args.conditions else None
+    manifest = write_corpus(args.out, args.n, domain=args.domain, seed=args.seed, formats=formats, conditions=conditions)
     hours = sum(m["duration_seconds"] for m in manifest) / 3600
     print(f"wrote {len(manifest)} utterances ({hours:.2f} h) to {args.out}")
 

@@ -6,41 +6,50 @@ over a mild noise floor. Artifacts are then written into it at
 integer-millisecond spans that never overlap and are >= MIN_ARTIFACT_GAP_MS apart:
 
 * glitch: a dropout (10-60 ms zeroed) or a click (1-5 ms impulse, annotated as 20 ms around it)
-  inside speech;
+  inside speech; optionally (``glitch_kinds``) also a short dropout (3-10 ms zeroed, inside
+  speech) or a lone click (1-3 ms, anywhere, annotated as 20 ms around it);
 * long_pause: 800-2000 ms of noise floor in place of a normal inter-sentence pause;
 * clipping: 300-1000 ms of speech amplified and hard-clipped at a ceiling above all clean audio;
 * noise_burst: 100-600 ms of loud broadband noise.
 
 An artifact that finds no valid place (short clips) is left out rather than placed loosely.
+
+``conditions`` (data_pipelines.condition_chain) make a clip sound recorded: the room and line
+families (room tone, noise, telephone band) go onto the speech before the artifacts are
+written, so a dropout silences the room too and a click keeps its full band; gain, limiter
+and codec go on after, except where they would erase an artifact's evidence (:data:`ERASES`,
+GLITCH_MIN_KBPS). Impairment families are never drawn here: the artifacts above are the
+annotated impairments.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import re
-import subprocess
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
+from data_pipelines import conditions as C
 from data_pipelines.audio import ENCODE_FORMATS, SAMPLE_RATE, encode_audio
+from data_pipelines.condition_chain import AFTER_ARTIFACTS, BEFORE_ARTIFACTS, PRESETS, Conditions, apply_conditions, chain_rng
 from data_pipelines.events import Event
+from data_pipelines.speech import SpeechSynthesisError, speak  # noqa: F401  (re-exported)
 
 ARTIFACT_TYPES = ("glitch", "long_pause", "clipping", "noise_burst")
+GLITCH_KINDS = ("dropout", "click", "short_dropout", "lone_click")
+DEFAULT_GLITCH_KINDS = ("dropout", "click")
 
 VOICES = ("en-us", "en-gb", "en-gb-scotland", "en-029", "en-gb-x-rp")
 VOICE_VARIANTS = ("", "+f3", "+m3", "+f2", "+m2", "+f4")
 RATE_WPM = (130, 200)
 PITCH = (35, 70)  # espeak-ng 0-99
-ESPEAK_TIMEOUT_S = 30.0
 
 LEAD_MS = (150, 250)  # noise floor before the first and after the last sentence
 MAX_NORMAL_PAUSE_MS = 300  # longest pause between or inside sentences (long_pause is >= 800)
@@ -49,6 +58,8 @@ LONG_PAUSE_MS = (800, 2000)
 DROPOUT_MS = (10, 60)
 CLICK_MS = (1, 5)
 CLICK_LABEL_MS = 20  # a click is annotated as this span centred on it
+SHORT_DROPOUT_MS = (3, 10)
+LONE_CLICK_MS = (1.0, 3.0)
 CLIPPING_MS = (300, 1000)
 NOISE_BURST_MS = (100, 600)
 MIN_ARTIFACT_GAP_MS = 300  # between artifacts, and from the clip's ends
@@ -90,10 +101,6 @@ _TEMPLATES = (
 )
 
 
-class SpeechSynthesisError(RuntimeError):
-    """espeak-ng is missing or failed."""
-
-
 @dataclass
 class SynthClip:
     waveform: np.ndarray  # float32 mono, shape [n]
@@ -101,33 +108,20 @@ class SynthClip:
     events: list[Event]  # ground truth, sorted by start_ms
     text: str  # exact transcript
     voice: str  # espeak-ng voice, e.g. "en-gb-scotland+f3"
+    conditions: list[dict] = field(default_factory=list)  # recording conditions applied, in order
+
+# Channel families that would erase an artifact type's evidence, skipped for clips holding one:
+# a limiter lifts unlabelled speech peaks to the level of clipping's plateaus.
+ERASES: dict[str, tuple[str, ...]] = {"limiter": ("clipping",)}
+# Codec bitrates below this erase glitches: opus at 8 kbps codes 4 kHz of band, so a 1 ms click
+# may end below the speech's own sample-to-sample jumps and a 3-10 ms dropout fills to 0.6 of
+# the speech RMS around it. Clips holding a glitch are coded at this bitrate or more.
+GLITCH_MIN_KBPS = 16.0
 
 
 def ms_to_sample(ms: int, sample_rate: int) -> int:
     """Index of the first sample at or after ``ms`` milliseconds (rounded)."""
     return round(ms * sample_rate / 1000)
-
-
-def speak(text: str, *, voice: str = "en-us", rate_wpm: int = 160, pitch: int = 50) -> tuple[np.ndarray, int]:
-    """Synthesize ``text`` with espeak-ng: (float32 mono waveform, native sample rate (22050 Hz))."""
-    cmd = ["espeak-ng", "--stdout", "-v", voice, "-s", str(int(rate_wpm)), "-p", str(int(pitch)), "--stdin"]
-    try:
-        proc = subprocess.run(cmd, input=text.encode(), capture_output=True, timeout=ESPEAK_TIMEOUT_S, check=False)
-    except FileNotFoundError as e:
-        raise SpeechSynthesisError(
-            "espeak-ng is not installed: install the 'espeak-ng' package (apt-get install espeak-ng)"
-        ) from e
-    except subprocess.TimeoutExpired as e:
-        raise SpeechSynthesisError(f"espeak-ng took over {ESPEAK_TIMEOUT_S:g} s for {len(text)} characters") from e
-    if proc.returncode != 0 or not proc.stdout:
-        raise SpeechSynthesisError(
-            f"espeak-ng failed for voice {voice!r} (exit {proc.returncode}): {proc.stderr.decode(errors='replace').strip()}"
-        )
-    try:
-        wav, rate = sf.read(io.BytesIO(proc.stdout), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError) as e:
-        raise SpeechSynthesisError(f"espeak-ng wrote unreadable WAV for voice {voice!r}: {e}") from e
-    return wav.mean(axis=1), int(rate)
 
 
 def random_sentence(rng: np.random.Generator) -> str:
@@ -149,16 +143,22 @@ def make_clip(
     artifact_types: Sequence[str] = ARTIFACT_TYPES,
     sample_rate: int = SAMPLE_RATE,
     events_per_type: tuple[int, int] = (1, 2),
+    glitch_kinds: Sequence[str] = DEFAULT_GLITCH_KINDS,
+    conditions: Conditions | None = None,
 ) -> SynthClip:
     """A deterministic clip for ``seed`` of exactly round(duration_s * sample_rate) samples.
 
     Each type in ``artifact_types`` gets between events_per_type[0] and [1] events (inclusive),
     as many as fit. Speech is whole sentences, the last one possibly cut to a word prefix so
-    the length comes out exact; ``text`` is what is spoken.
+    the length comes out exact; ``text`` is what is spoken. A glitch is one of
+    ``glitch_kinds`` (GLITCH_KINDS) with equal odds. ``conditions`` None (or the clean preset)
+    gives exactly the clip of earlier versions; the chain drawn is in ``SynthClip.conditions``.
     """
     unknown = set(artifact_types) - set(ARTIFACT_TYPES)
     if unknown:
         raise ValueError(f"unknown artifact types {sorted(unknown)}; choose from {ARTIFACT_TYPES}")
+    if not glitch_kinds or set(glitch_kinds) - set(GLITCH_KINDS):
+        raise ValueError(f"glitch_kinds must be one or more of {GLITCH_KINDS}, got {list(glitch_kinds)}")
     lo, hi = events_per_type
     if not 0 <= lo <= hi:
         raise ValueError(f"events_per_type must be (low, high) with 0 <= low <= high, got {events_per_type}")
@@ -182,7 +182,12 @@ def make_clip(
     active = _active_frames(track, sample_rate, speech_peak)
     noise_rms = 10 ** (rng.uniform(*NOISE_FLOOR_DBFS) / 20)
     x = (track + noise_rms * rng.standard_normal(n)).astype(np.float32)
-    ceiling = min(CLIP_CEILING_MAX, speech_peak * rng.uniform(*CLIP_CEILING_OVER_PEAK))
+    applied: list[dict] = []
+    crng = chain_rng(seed)
+    if conditions is not None:
+        x, applied = apply_conditions(x, sample_rate, conditions, crng, families=BEFORE_ARTIFACTS)
+    level = max(speech_peak, float(np.abs(x).max())) if applied else speech_peak  # what the ceiling must clear
+    ceiling = min(CLIP_CEILING_MAX, level * rng.uniform(*CLIP_CEILING_OVER_PEAK))
     placer = _Placer(rng, n * 1000 // sample_rate, [Event("long_pause", s, e) for s, e in slots], active)
     for _ in range(counts.get("clipping", 0)):
         if span := placer.place("clipping", CLIPPING_MS, need_speech=0.6):
@@ -192,14 +197,32 @@ def make_clip(
         if span := placer.place("noise_burst", NOISE_BURST_MS, need_speech=0.0):
             _noise_burst(x, _samples(span, sample_rate), speech_rms, 0.95 * ceiling, rng, sample_rate)
     for _ in range(counts.get("glitch", 0)):
-        if rng.random() < 0.5:
-            if span := placer.place("glitch", DROPOUT_MS, need_speech=1.0):
-                lo_i, hi_i = _samples(span, sample_rate)
-                x[lo_i:hi_i] = 0.0
-        elif span := placer.place("glitch", (CLICK_LABEL_MS, CLICK_LABEL_MS), need_speech=1.0):
-            _click(x, span, ceiling, rng, sample_rate)
+        kind = glitch_kinds[int(rng.random() * len(glitch_kinds))]  # the defaults: rng.random() < 0.5
+        _glitch(x, kind, placer, ceiling, rng, sample_rate)
     events = sorted(placer.events, key=lambda e: (e.start_ms, e.artifact_type))
-    return SynthClip(x, sample_rate, events, " ".join(texts), voice)
+    if conditions is not None:
+        present = {e.artifact_type for e in events}
+        after = [f for f in AFTER_ARTIFACTS if not set(ERASES.get(f, ())) & present]
+        if "glitch" in present and conditions.codec is not None:
+            conditions = conditions.model_copy(update={"codec": conditions.codec.at_least(GLITCH_MIN_KBPS)})
+        x, more = apply_conditions(x, sample_rate, conditions, crng, families=after)
+        applied += more
+    return SynthClip(x, sample_rate, events, " ".join(texts), voice, applied)
+
+
+def _glitch(x: np.ndarray, kind: str, placer, ceiling: float, rng, sample_rate: int) -> None:
+    """Write one glitch of ``kind`` into x (in place) where the placer finds room."""
+    if kind in ("dropout", "short_dropout"):
+        if span := placer.place("glitch", DROPOUT_MS if kind == "dropout" else SHORT_DROPOUT_MS, need_speech=1.0):
+            lo_i, hi_i = _samples(span, sample_rate)
+            x[lo_i:hi_i] = 0.0
+    elif kind == "click":
+        if span := placer.place("glitch", (CLICK_LABEL_MS, CLICK_LABEL_MS), need_speech=1.0):
+            _click(x, span, ceiling, rng, sample_rate)
+    elif span := placer.place("glitch", (CLICK_LABEL_MS, CLICK_LABEL_MS), need_speech=0.0):  # lone click
+        length = max(1, round(rng.uniform(*LONE_CLICK_MS) * sample_rate / 1000))
+        start = ms_to_sample((span[0] + span[1]) // 2, sample_rate)
+        x[:] = C.insert_click(x, sample_rate, rng, start=start, length=length, amplitude=ceiling * rng.uniform(0.85, 0.95))
 
 
 def _samples(span: tuple[int, int], sample_rate: int) -> tuple[int, int]:
@@ -426,11 +449,14 @@ def write_corpus(
     formats: Sequence[str] = ("wav",),
     duration_s: float = 15.0,
     sample_rates: Sequence[int] = (16000,),
+    conditions: Conditions | None = None,
+    glitch_kinds: Sequence[str] = DEFAULT_GLITCH_KINDS,
 ) -> list[dict]:
     """Write ``n`` clips (cycling formats and sample rates) and ``manifest.json`` (the returned list).
 
     Entry i: {filename, events: [{artifact_type, start_ms, end_ms}], text, voice, duration_ms,
-    sample_rate, format}. Clip i uses a seed derived from (seed, i).
+    sample_rate, format}, plus ``conditions`` (what was applied) when conditions are given.
+    Clip i uses a seed derived from (seed, i).
     """
     bad = [f for f in formats if f not in ENCODE_FORMATS]
     if bad or not formats or not sample_rates:
@@ -441,7 +467,7 @@ def write_corpus(
     for i in range(n):
         fmt, rate = formats[i % len(formats)], int(sample_rates[i % len(sample_rates)])
         clip_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
-        clip = make_clip(clip_seed, duration_s=duration_s, sample_rate=rate)
+        clip = make_clip(clip_seed, duration_s=duration_s, sample_rate=rate, glitch_kinds=glitch_kinds, conditions=conditions)
         filename = f"synth_{i:05d}.{fmt}"
         (out_dir / filename).write_bytes(encode_audio(clip.waveform, rate, fmt))
         manifest.append(
@@ -455,6 +481,8 @@ def write_corpus(
                 "format": fmt,
             }
         )
+        if conditions is not None:
+            manifest[-1]["conditions"] = clip.conditions
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return manifest
 
@@ -467,6 +495,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--formats", default="wav", help=f"comma-separated, from {','.join(ENCODE_FORMATS)}")
     parser.add_argument("--duration", type=float, default=15.0, help="approximate clip length (s)")
     parser.add_argument("--sample-rates", default="16000", help="comma-separated Hz, cycled over clips")
+    parser.add_argument("--conditions", choices=tuple(PRESETS), default=None, help="recording conditions preset")
+    parser.add_argument("--glitch-kinds", default=",".join(DEFAULT_GLITCH_KINDS), help=f"comma-separated, from {','.join(GLITCH_KINDS)}")
     args = parser.parse_args(argv)
     manifest = write_corpus(
         args.out,
@@ -475,6 +505,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         formats=[f.strip() for f in args.formats.split(",") if f.strip()],
         duration_s=args.duration,
         sample_rates=[int(r) for r in args.sample_rates.split(",") if r.strip()],
+        conditions=PRESETS[args.conditions] if args.conditions else None,
+        glitch_kinds=[k.strip() for k in args.glitch_kinds.split(",") if k.strip()],
     )
     n_events = sum(len(m["events"]) for m in manifest)
     print(f"wrote {len(manifest)} clips with {n_events} events to {args.out}")
