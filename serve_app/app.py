@@ -25,6 +25,7 @@ from schemas.settings import Settings
 from serve_app.deployments.detector import Detector
 from serve_app.deployments.transcriber import Transcriber
 from serve_app.dispatcher import Dispatcher
+from serve_app.docs import install_docs
 from serve_app.errors import install_error_handlers
 from serve_app.rate_limits import RateLimitHeaders
 from serve_app.routes import (
@@ -66,7 +67,10 @@ def create_api() -> FastAPI:
         title="Fathom",
         version="0.1.0",
         description="Artifact detection (v1) and custom speech-to-text (v3) on Ray.",
+        docs_url=None,
+        redoc_url=None,
     )
+    install_docs(app)
     install_error_handlers(app)
     app.add_middleware(RateLimitHeaders)
     for module in (health, api_keys, datasets, dataset_audio, annotations, training_jobs, models, inference_jobs, blobs):
