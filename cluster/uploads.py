@@ -23,7 +23,7 @@ MAX_FILENAME_CHARS = 500
 # Characters removed from display names: C0/C1 controls, line/paragraph separators and the
 # bidirectional overrides that can make "evil\u202egpj.exe" read as "evilexe.jpg".
 _BIDI_CONTROLS = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-_DROPPED_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
+_DROPPED_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})  # control, unpaired surrogate, separators
 
 
 class UploadError(Exception):

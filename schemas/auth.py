@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 from pydantic import BaseModel, Field, field_validator
 
-from schemas.common import ORMModel, UTCTimestamp
+from schemas.common import ORMModel, Text, UTCTimestamp
 
 DETECTION_READ = "detection:read"
 DETECTION_WRITE = "detection:write"
@@ -18,7 +18,7 @@ ALL_SCOPES = (DETECTION_READ, DETECTION_WRITE, KEYS_MANAGE, CUSTOM_MODELS_READ, 
 
 
 class ApiKeyCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
     scopes: list[str] | None = Field(
         None, description="Omitted or empty: the creating key's scopes (every scope for a full key)."
     )

@@ -2,42 +2,21 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, model_validator
 
-from schemas.common import ORMModel, UTCTimestamp
+from schemas.common import Id, JsonObject, ORMModel, Text, UTCTimestamp
 
 ProcessingStatus = Literal["pending", "normalizing", "embedding", "ready", "failed"]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]*$"
 MAX_SPAN_MS = 2**31 - 1  # ms (~24.8 days), far past any accepted audio (settings.max_audio_seconds)
-MAX_EXTRA_DEPTH = 32  # nesting levels of extra_data: JSON objects and arrays
-
-
-def _check_extra_data(value: Any, depth: int = 1) -> None:
-    """extra_data must be plain JSON that round-trips: no NaN/Infinity and no unpaired
-    surrogates (Python's parser accepts both; JSON columns and answers do not), and no
-    nesting deeper than the answer serializer writes."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError("extra_data holds NaN or Infinity, which JSON does not allow")
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError("extra_data holds a string with an unpaired surrogate (not Unicode text)") from None
-    if isinstance(value, (dict, list)):
-        if depth > MAX_EXTRA_DEPTH:
-            raise ValueError(f"extra_data is nested deeper than {MAX_EXTRA_DEPTH} levels")
-        items = [x for kv in value.items() for x in kv] if isinstance(value, dict) else value
-        for item in items:
-            _check_extra_data(item, depth + 1)
 
 
 class ArtifactType(BaseModel):
     name: str = Field(min_length=1, max_length=100, pattern=NAME_PATTERN)
-    description: str | None = Field(None, max_length=1000)
-    color: str | None = Field(None, max_length=32)
+    description: Text | None = Field(None, max_length=1000)
+    color: Text | None = Field(None, max_length=32)
 
 
 def _check_unique_types(types: list[ArtifactType] | None) -> None:
@@ -47,8 +26,8 @@ def _check_unique_types(types: list[ArtifactType] | None) -> None:
 
 
 class DatasetCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
-    description: str | None = Field(None, max_length=5000)
+    name: Text = Field(min_length=1, max_length=200)
+    description: Text | None = Field(None, max_length=5000)
     artifact_types: list[ArtifactType] = Field(min_length=1, max_length=64)
 
     @model_validator(mode="after")
@@ -58,8 +37,8 @@ class DatasetCreate(BaseModel):
 
 
 class DatasetUpdate(BaseModel):
-    name: str | None = Field(None, min_length=1, max_length=200)
-    description: str | None = Field(None, max_length=5000)
+    name: Text | None = Field(None, min_length=1, max_length=200)
+    description: Text | None = Field(None, max_length=5000)
     artifact_types: list[ArtifactType] | None = Field(
         None, min_length=1, max_length=64, description="Types may be added; a type in use cannot be removed."
     )
@@ -80,8 +59,8 @@ class DatasetPublic(ORMModel):
 
 
 class AudioUploadRequest(BaseModel):
-    filename: str = Field(min_length=1, max_length=500)
-    content_type: str = Field(min_length=1, max_length=100)
+    filename: str = Field(min_length=1, max_length=500, description="Shown without path or control characters.")
+    content_type: Text = Field(min_length=1, max_length=100)
     file_size: int = Field(gt=0, description="Bytes; at most 500 MB.")
 
 
@@ -94,7 +73,7 @@ class AudioUploadUrl(BaseModel):
 
 
 class AudioConfirm(BaseModel):
-    audio_id: str
+    audio_id: Id
 
 
 class AudioConfirmed(BaseModel):
@@ -115,18 +94,12 @@ class AudioFilePublic(ORMModel):
 
 
 class AnnotationCreate(BaseModel):
-    audio_file_id: str
-    artifact_type: str = Field(min_length=1, max_length=100)
+    audio_file_id: Id
+    artifact_type: Text = Field(min_length=1, max_length=100)
     start_ms: int = Field(ge=0, le=MAX_SPAN_MS)
     end_ms: int = Field(gt=0, le=MAX_SPAN_MS)
     confidence: float = Field(1.0, ge=0.0, le=1.0)
-    extra_data: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("extra_data")
-    @classmethod
-    def _plain_json(cls, v: dict[str, Any]) -> dict[str, Any]:
-        _check_extra_data(v)
-        return v
+    extra_data: JsonObject = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _ordered(self) -> "AnnotationCreate":
@@ -136,18 +109,11 @@ class AnnotationCreate(BaseModel):
 
 
 class AnnotationUpdate(BaseModel):
-    artifact_type: str | None = Field(None, min_length=1, max_length=100)
+    artifact_type: Text | None = Field(None, min_length=1, max_length=100)
     start_ms: int | None = Field(None, ge=0, le=MAX_SPAN_MS)
     end_ms: int | None = Field(None, gt=0, le=MAX_SPAN_MS)
     confidence: float | None = Field(None, ge=0.0, le=1.0)
-    extra_data: dict[str, Any] | None = None
-
-    @field_validator("extra_data")
-    @classmethod
-    def _plain_json(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
-        if v is not None:
-            _check_extra_data(v)
-        return v
+    extra_data: JsonObject | None = None
 
 
 class AnnotationBulkCreate(BaseModel):

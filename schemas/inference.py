@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from schemas.common import ORMModel, UTCTimestamp
+from schemas.common import Id, ORMModel, Text, UTCTimestamp
 
 InferenceJobStatus = Literal["pending", "processing", "completed", "failed", "cancelled"]
 FileStatus = Literal["pending", "queued", "processing", "completed", "failed"]
@@ -26,14 +26,14 @@ class Detection(BaseModel):
 
 
 class InferenceJobCreate(BaseModel):
-    model_id: str
+    model_id: Id
     config: InferenceConfig = Field(default_factory=InferenceConfig)
 
 
 class FileUploadRequest(BaseModel):
-    filename: str = Field(min_length=1, max_length=500)
+    filename: str = Field(min_length=1, max_length=500, description="Shown without path or control characters.")
     file_size_bytes: int = Field(gt=0, le=524_288_000)
-    content_type: str = Field("audio/wav", min_length=1, max_length=100)
+    content_type: Text = Field("audio/wav", min_length=1, max_length=100)
 
 
 class FileUploadUrl(BaseModel):
@@ -45,7 +45,7 @@ class FileUploadUrl(BaseModel):
 
 
 class FileConfirm(BaseModel):
-    file_id: str
+    file_id: Id
 
 
 class InferenceFilePublic(ORMModel):

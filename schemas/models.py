@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from schemas.common import ORMModel, UTCTimestamp
+from schemas.common import ORMModel, Text, UTCTimestamp
 
 
 class ClassMetrics(BaseModel):
@@ -39,6 +39,6 @@ class DetectorModelPublic(ORMModel):
 
 
 class DetectorModelUpdate(BaseModel):
-    name: str | None = Field(None, max_length=200)
-    description: str | None = Field(None, max_length=10_000)
+    name: Text | None = Field(None, max_length=200)
+    description: Text | None = Field(None, max_length=10_000)
     is_active: bool | None = None

@@ -6,11 +6,13 @@ Ray jobs) builds one ``Settings()`` and passes it down; tests pass keyword argum
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _RATE = r"^[1-9][0-9]*/(second|minute|hour|day)$"  # a v3 rate limit: requests per fixed window
 
@@ -35,6 +37,9 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     public_url: str = ""  # base URL clients reach; empty: http://{http_host}:{http_port}
+    # Browser origins (scheme://host[:port]) whose pages may call both APIs, comma-separated in
+    # the environment; "*" for any (then without credentials). Empty: no CORS headers at all.
+    cors_allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # --- Ray -------------------------------------------------------------------------
     ray_address: str | None = None  # None: start a local head (make run)
@@ -82,6 +87,27 @@ class Settings(BaseSettings):
     stt_rate_model_changes: str = Field("100/minute", pattern=_RATE)  # updates and deletions
     stt_rate_transcription: str = Field("120/minute", pattern=_RATE)  # POST /api/v3/stt
 
+    @field_validator("cors_allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = json.loads(value) if value.lstrip().startswith("[") else value.split(",")
+        return value
+
+    @field_validator("cors_allowed_origins")
+    @classmethod
+    def _check_origins(cls, origins: list[str]) -> list[str]:
+        """Browsers send ``Origin`` as scheme://host[:port]; anything else would never match."""
+        cleaned = []
+        for origin in (o.strip().rstrip("/") for o in origins):
+            if not origin:
+                continue
+            parts = urlsplit(origin)
+            if origin != "*" and (parts.scheme not in ("http", "https") or not parts.netloc or parts.path or parts.query):
+                raise ValueError(f"CORS origin {origin!r} must be '*' or scheme://host[:port], e.g. https://dashboard.example.com")
+            cleaned.append(origin)
+        return cleaned
+
     @model_validator(mode="after")
     def _fill_derived(self) -> "Settings":
         self.data_dir = self.data_dir.resolve()
@@ -108,5 +134,7 @@ class Settings(BaseSettings):
             field = getattr(self, name)
             if isinstance(field, SecretStr):
                 value = field.get_secret_value()
+            if isinstance(value, list):
+                value = ",".join(value)
             env[f"FATHOM_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
         return env

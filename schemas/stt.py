@@ -7,7 +7,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.common import LogEntry, UTCTimestamp
+from schemas.common import LogEntry, Text, UTCTimestamp
 
 
 class TrainingStatus(IntEnum):
@@ -50,12 +50,12 @@ def _check_language_id(language_id: int | None) -> None:
 class CustomModelCreate(BaseModel):
     """Either page's shape: ``{name, language_id, organization_id?}`` or ``{name, language, base_model?, description?}``."""
 
-    name: str = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
     language: Language | None = Field(None, description="Language key; or give language_id.")
     language_id: int | None = Field(None, description=f"Base language id {LANGUAGE_IDS}; or give language.")
     organization_id: int | None = Field(None, description="Must be the calling key's organization when given.")
     base_model: BaseModelName = "general"
-    description: str | None = Field(None, max_length=10_000)
+    description: Text | None = Field(None, max_length=10_000)
 
     @model_validator(mode="after")
     def _one_language(self) -> CustomModelCreate:
@@ -74,8 +74,8 @@ class CustomModelCreate(BaseModel):
 class CustomModelUpdate(BaseModel):
     """Fields given are changed; omitted ones stay. ``UpdateModelBody`` of the pages fits here."""
 
-    name: str | None = Field(None, min_length=1, max_length=200)
-    description: str | None = Field(None, max_length=10_000)
+    name: Text | None = Field(None, min_length=1, max_length=200)
+    description: Text | None = Field(None, max_length=10_000)
     language: Language | None = None
     language_id: int | None = None
     organization_id: int | None = Field(None, description="Must be the calling key's organization when given.")

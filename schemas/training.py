@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from schemas.common import LogEntry, ORMModel, Page, UTCTimestamp
+from schemas.common import Id, LogEntry, ORMModel, Page, Text, UTCTimestamp
 
 TrainingStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
 ACTIVE_TRAINING = ("queued", "running")  # a record in these states may still change
@@ -15,7 +15,7 @@ ACTIVE_TRAINING = ("queued", "running")  # a record in these states may still ch
 class TrainingConfig(BaseModel):
     """Detector training options; defaults and ranges are the contract's."""
 
-    artifact_types: list[str] = Field(min_length=1, max_length=64)
+    artifact_types: list[Text] = Field(min_length=1, max_length=64)
     epochs: int = Field(20, ge=1, le=100)
     validation_split: float = Field(0.2, ge=0.1, le=0.5)
     learning_rate: float = Field(0.001, ge=0.0001, le=0.1)
@@ -36,8 +36,8 @@ class TrainingConfig(BaseModel):
 
 
 class TrainingJobCreate(BaseModel):
-    dataset_id: str
-    annotation_set_id: str
+    dataset_id: Id
+    annotation_set_id: Id
     config: TrainingConfig
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import ray
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from pydantic import BaseModel, Field
 from ray import serve
 from ray.serve import Application
@@ -25,8 +26,9 @@ from schemas.settings import Settings
 from serve_app.deployments.detector import Detector
 from serve_app.deployments.transcriber import Transcriber
 from serve_app.dispatcher import Dispatcher
+from serve_app.docs import install_docs
 from serve_app.errors import install_error_handlers
-from serve_app.rate_limits import RateLimitHeaders
+from serve_app.rate_limits import RATE_HEADERS, RateLimitHeaders
 from serve_app.routes import (
     annotations,
     api_keys,
@@ -61,14 +63,33 @@ class AppArgs(BaseModel):
         return Settings(**self.settings)
 
 
-def create_api() -> FastAPI:
+CORS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+CORS_HEADERS = ["Authorization", "X-API-Key", "Content-Type"]
+
+
+def create_api(settings: Settings | None = None) -> FastAPI:
+    """The FastAPI app; ``settings`` adds what depends on them (CORS), None gives the bare routes."""
     app = FastAPI(
         title="Fathom",
         version="0.1.0",
         description="Artifact detection (v1) and custom speech-to-text (v3) on Ray.",
+        docs_url=None,
+        redoc_url=None,
     )
+    install_docs(app)
     install_error_handlers(app)
     app.add_middleware(RateLimitHeaders)
+    if settings is not None and settings.cors_allowed_origins:
+        origins = settings.cors_allowed_origins
+        # Outermost, so every answer (errors and 429s included) carries the headers.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_credentials="*" not in origins,  # credentials are never offered to any origin
+            allow_methods=CORS_METHODS,
+            allow_headers=CORS_HEADERS,
+            expose_headers=[*RATE_HEADERS, "Retry-After"],
+        )
     for module in (health, api_keys, datasets, dataset_audio, annotations, training_jobs, models, inference_jobs, blobs):
         app.include_router(module.router)
     app.include_router(custom_models.router)
@@ -101,7 +122,7 @@ class Ingress:
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         """Called by Serve after ``__init__``: one app per replica, with its state attached."""
-        app = create_api()
+        app = create_api(self.settings)
         attach_state(app, self.settings, **self.handles)
         return app
 

@@ -31,6 +31,7 @@ from serve_app.errors import ApiError
 
 WINDOW_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 SCOPE_KEY = "fathom.rate_limit"  # ASGI scope entry holding the request's Usage
+RATE_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
 
 # bucket -> the setting holding its "N/unit" limit
 BUCKETS = {
@@ -75,11 +76,8 @@ class Usage:
         return max(1, math.ceil(self.reset - now))
 
     def headers(self) -> dict[str, str]:
-        return {
-            "X-RateLimit-Limit": str(self.limit),
-            "X-RateLimit-Remaining": str(max(0, self.limit - self.used)),
-            "X-RateLimit-Reset": str(self.reset),
-        }
+        values = (self.limit, max(0, self.limit - self.used), self.reset)
+        return {name: str(value) for name, value in zip(RATE_HEADERS, values)}
 
 
 def hit(url: str, key_id: str, bucket: str, rate: Rate, *, now: float | None = None) -> Usage:

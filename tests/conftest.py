@@ -20,7 +20,7 @@ import pytest
 # reads the mode once. The head, this driver and `ray job submit` children share ~/.ray/auth_token.
 os.environ.setdefault("RAY_AUTH_MODE", "token")
 
-from tests.factories import Client, free_port, new_org  # noqa: E402
+from tests.factories import DASHBOARD_ORIGIN, Client, free_port, new_org  # noqa: E402
 
 # tests/postgres/ stops and starts the PostgreSQL server: collected only in the PostgreSQL pass.
 collect_ignore = [] if os.environ.get("FATHOM_TEST_DATABASE") == "postgres" else ["postgres"]
@@ -91,6 +91,7 @@ def settings_overrides(database_url, tmp_path_factory) -> dict:
         "min_training_audio_s": 120.0,
         "stt_min_training_hours": 0.001,  # 3.6 s: a couple of short synthetic utterances
         "use_gpu": False,
+        "cors_allowed_origins": [DASHBOARD_ORIGIN],  # a customer's dashboard on another origin
     }
 
 

@@ -12,6 +12,8 @@ import requests
 from cluster.accounts import create_api_key, create_organization
 from cluster.db import session_scope
 
+DASHBOARD_ORIGIN = "https://dashboard.example.com"  # the one browser origin the test deployment allows
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import numpy as np
 import pytest
 import requests
@@ -65,7 +67,8 @@ def start(client, ds: str, set_id: str, **config) -> requests.Response:
 def test_training_prerequisites_are_checked_in_order(trainable, other_org):
     client, ds, events = trainable["client"], trainable["dataset_id"], trainable["events"]
     draft = annotate(client, ds, events, publish=False)
-    assert start(client, "nope", draft).status_code == 404
+    assert start(client, str(uuid.uuid4()), draft).json() == {"detail": "Dataset not found"}
+    assert start(client, "nope", draft).json()["detail"][0]["loc"] == ["body", "dataset_id"]  # 422: not a UUID
     assert start(other_org, ds, draft).json() == {"detail": "Dataset not found"}
     r = start(client, ds, draft, artifact_types=["glitch", "hum"])
     assert r.status_code == 400 and "hum" in r.json()["detail"] and "glitch" in r.json()["detail"]
@@ -162,8 +165,8 @@ def test_inference_job_lifecycle_bad_audio_and_cancel(platform, org, other_org):
     clip = make_clip(3, duration_s=3.0)
     good = put_file(org, job["id"], encode_audio(clip.waveform, clip.sample_rate, "mp3"), "good.mp3")
     corrupt = put_file(org, job["id"], b"ID3" + bytes(range(256)) * 20, "corrupt.mp3")
-    r = org.post(f"/api/v1/inference-jobs/{job['id']}/files/confirm", json={"file_id": "nope"})
-    assert r.status_code == 404
+    r = org.post(f"/api/v1/inference-jobs/{job['id']}/files/confirm", json={"file_id": str(uuid.uuid4())})
+    assert r.status_code == 404 and r.json() == {"detail": "File not found"}
     for fid in (good, corrupt):
         assert org.post(f"/api/v1/inference-jobs/{job['id']}/files/confirm", json={"file_id": fid}).json()["status"] == "queued"
     done = wait_for(

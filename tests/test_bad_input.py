@@ -629,10 +629,7 @@ def test_huge_deep_and_malformed_bodies(platform, org):
     v1_invalid(org.post("/api/v1/datasets", data={"name": "a form"}), ["body"])
 
     nul = org.post("/api/v1/datasets", json={"name": "a\x00b", "artifact_types": [{"name": "a"}]})
-    if platform.settings.database_url.startswith("postgresql"):  # its text cannot hold NUL
-        v1_detail(nul, 400, "NUL")
-    else:
-        assert nul.status_code == 201 and org.get(f"/api/v1/datasets/{nul.json()['id']}").json()["name"] == "a\x00b"
+    assert "NUL" in v1_invalid(nul, ["body", "name"])[0]["msg"]  # neither database is asked to store it
 
     keys = "/api/v1/auth/api-keys"
     naive = org.post(keys, json={"name": "naive", "expires_at": "2999-01-01T00:00:00"})  # no offset: UTC
@@ -641,7 +638,7 @@ def test_huge_deep_and_malformed_bodies(platform, org):
     for stamp in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "2030-13-01T00:00:00Z", 1e300):
         v1_invalid(org.post(keys, json={"name": "odd", "expires_at": stamp}), ["body", "expires_at"])
     assert sorted(k["name"] for k in org.get(keys).json() if k["name"] in ("naive", "past", "odd")) == ["naive"]
-    assert org.get("/api/v1/datasets").json()["total"] == 1 + (nul.status_code == 201)
+    assert org.get("/api/v1/datasets").json()["total"] == 1
     assert_serving(platform, org)
 
 

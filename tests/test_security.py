@@ -359,8 +359,9 @@ class Probe:
 
 
 def served_routes() -> set[tuple[str, str]]:
-    """(method, path template) of every route the app serves, included routers flattened."""
-    return {(method, ctx.path) for ctx in iter_route_contexts(create_api().routes) for method in ctx.methods}
+    """(method, path template) of every route the app serves, included routers flattened (the
+    mounted docs assets are static files of a package, no route)."""
+    return {(method, ctx.path) for ctx in iter_route_contexts(create_api().routes) for method in ctx.methods or ()}
 
 
 def annotation(audio_id: str) -> dict:

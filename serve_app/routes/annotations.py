@@ -28,6 +28,7 @@ from schemas.datasets import (
     AnnotationSetSummary,
     AnnotationUpdate,
 )
+from schemas.common import Id
 from serve_app.deps import SessionDep, require
 from serve_app.errors import V1_ROUTE_ERRORS, ApiError, v1_errors
 from serve_app.routes.datasets import get_dataset, type_names
@@ -155,7 +156,7 @@ def detail(session: Session, aset: AnnotationSet) -> AnnotationSetDetail:
 
 
 @router.post("", status_code=201, response_model=AnnotationSetDetail, responses=v1_errors(409))
-def create_set(dataset_id: str, session: SessionDep, principal: Writer) -> AnnotationSetDetail:
+def create_set(dataset_id: Id, session: SessionDep, principal: Writer) -> AnnotationSetDetail:
     """Start a new draft annotation set; its version is one more than the dataset's latest."""
     for _ in range(VERSION_ATTEMPTS):
         dataset = get_dataset(session, principal, dataset_id, lock=True)  # PostgreSQL: one creator at a time
@@ -174,7 +175,7 @@ def create_set(dataset_id: str, session: SessionDep, principal: Writer) -> Annot
 
 
 @router.get("", response_model=AnnotationSetList)
-def list_sets(dataset_id: str, session: SessionDep, principal: Reader) -> AnnotationSetList:
+def list_sets(dataset_id: Id, session: SessionDep, principal: Reader) -> AnnotationSetList:
     """The dataset's annotation sets with their counts, newest version first."""
     dataset = get_dataset(session, principal, dataset_id)
     sets = session.scalars(
@@ -184,13 +185,13 @@ def list_sets(dataset_id: str, session: SessionDep, principal: Reader) -> Annota
 
 
 @router.get("/{set_id}", response_model=AnnotationSetDetail)
-def get_one(dataset_id: str, set_id: str, session: SessionDep, principal: Reader) -> AnnotationSetDetail:
+def get_one(dataset_id: Id, set_id: Id, session: SessionDep, principal: Reader) -> AnnotationSetDetail:
     """One annotation set with all its annotations (by file, then start time)."""
     return detail(session, get_set(session, principal, dataset_id, set_id))
 
 
 @router.post("/{set_id}/publish", response_model=AnnotationSetSummary, responses=v1_errors(409))
-def publish_set(dataset_id: str, set_id: str, session: SessionDep, principal: Writer) -> AnnotationSetSummary:
+def publish_set(dataset_id: Id, set_id: Id, session: SessionDep, principal: Writer) -> AnnotationSetSummary:
     """Publish a draft set; from now on it is immutable and can be trained on."""
     aset = get_set(session, principal, dataset_id, set_id, lock=True)
     if aset.status != "draft":
@@ -215,7 +216,7 @@ def publish_set(dataset_id: str, set_id: str, session: SessionDep, principal: Wr
 
 @router.post("/{set_id}/annotations", status_code=201, response_model=AnnotationPublic, responses=v1_errors(409))
 def create_annotation(
-    dataset_id: str, set_id: str, body: AnnotationCreate, session: SessionDep, principal: Writer
+    dataset_id: Id, set_id: Id, body: AnnotationCreate, session: SessionDep, principal: Writer
 ) -> Annotation:
     """Add one annotation to a draft set."""
     dataset, aset = get_draft(session, principal, dataset_id, set_id)
@@ -236,7 +237,7 @@ def create_annotation(
     responses=v1_errors(409),
 )
 def create_annotations_bulk(
-    dataset_id: str, set_id: str, body: AnnotationBulkCreate, session: SessionDep, principal: Writer
+    dataset_id: Id, set_id: Id, body: AnnotationBulkCreate, session: SessionDep, principal: Writer
 ) -> AnnotationBulkCreated:
     """Add many annotations to a draft set, all or nothing (an error names the first bad index)."""
     dataset, aset = get_draft(session, principal, dataset_id, set_id)
@@ -264,7 +265,7 @@ def get_annotation(session: Session, aset: AnnotationSet, annotation_id: str) ->
 
 @router.patch("/{set_id}/annotations/{annotation_id}", response_model=AnnotationPublic, responses=v1_errors(409))
 def update_annotation(
-    dataset_id: str, set_id: str, annotation_id: str, body: AnnotationUpdate, session: SessionDep, principal: Writer
+    dataset_id: Id, set_id: Id, annotation_id: Id, body: AnnotationUpdate, session: SessionDep, principal: Writer
 ) -> Annotation:
     """Change an annotation of a draft set; the result is validated as a whole."""
     dataset, aset = get_draft(session, principal, dataset_id, set_id)
@@ -291,7 +292,7 @@ def update_annotation(
 
 @router.delete("/{set_id}/annotations/{annotation_id}", status_code=204, responses=v1_errors(409))
 def delete_annotation(
-    dataset_id: str, set_id: str, annotation_id: str, session: SessionDep, principal: Writer
+    dataset_id: Id, set_id: Id, annotation_id: Id, session: SessionDep, principal: Writer
 ) -> Response:
     """Remove an annotation from a draft set."""
     _, aset = get_draft(session, principal, dataset_id, set_id)

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from cluster.accounts import Principal, create_api_key
 from cluster.tables import ApiKey, utcnow
 from schemas.auth import KEYS_MANAGE, ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
+from schemas.common import Id
 from serve_app.deps import SessionDep, require
 from serve_app.errors import V1_ROUTE_ERRORS, ApiError, v1_errors
 
@@ -45,7 +46,7 @@ def list_keys(session: SessionDep, principal: Manager) -> list[ApiKey]:
 
 
 @router.delete("/{key_id}", status_code=204, responses=v1_errors(404))
-def revoke_key(key_id: str, session: SessionDep, principal: Manager) -> Response:
+def revoke_key(key_id: Id, session: SessionDep, principal: Manager) -> Response:
     """Revoke a key; it answers 401 from now on."""
     row = session.get(ApiKey, key_id)
     if row is None or row.organization_id != principal.organization_id or row.revoked_at is not None:

@@ -32,6 +32,7 @@ from cluster.tables import Organization, utcnow
 from data_pipelines.audio import AudioDecodeError, decode_audio
 from data_pipelines.text import TranscriptError, decode_transcript, normalize_transcript
 from schemas.auth import CUSTOM_MODELS_READ, CUSTOM_MODELS_WRITE
+from schemas.common import Text
 from schemas.stt import (
     LANGUAGE_IDS,
     STATUS_MESSAGES,
@@ -215,7 +216,7 @@ def list_models(
     principal: Reader,
     window: ModelsWindow,
     q: Annotated[
-        str | None, Query(max_length=200, description="Case-insensitive substring of name or description.")
+        Text | None, Query(max_length=200, description="Case-insensitive substring of name or description.")
     ] = None,
     sort: SortField = "created_at",
     direction: Literal["asc", "desc"] = "desc",

@@ -13,7 +13,7 @@ from cluster.accounts import Principal
 from cluster.tables import Annotation, AnnotationSet, AudioFile, new_id
 from cluster.uploads import UploadError, display_filename, finish_upload, start_upload
 from schemas.auth import DETECTION_READ, DETECTION_WRITE
-from schemas.common import Page
+from schemas.common import Id, Page
 from schemas.datasets import (
     AudioConfirm,
     AudioConfirmed,
@@ -59,7 +59,7 @@ def get_audio(session: Session, principal: Principal, dataset_id: str, audio_id:
 
 @router.post("/upload-url", status_code=201, response_model=AudioUploadUrl)
 def create_upload_url(
-    dataset_id: str,
+    dataset_id: Id,
     body: AudioUploadRequest,
     session: SessionDep,
     settings: SettingsDep,
@@ -97,7 +97,7 @@ def create_upload_url(
 
 @router.post("/confirm", response_model=AudioConfirmed, responses=v1_errors(409))
 def confirm_upload(
-    dataset_id: str, body: AudioConfirm, session: SessionDep, blobs: BlobsDep, principal: Writer
+    dataset_id: Id, body: AudioConfirm, session: SessionDep, blobs: BlobsDep, principal: Writer
 ) -> AudioConfirmed:
     """Confirm an uploaded file and queue it for processing; confirming again answers its status."""
     row = get_audio(session, principal, dataset_id, body.audio_id)
@@ -124,7 +124,7 @@ def confirm_upload(
 
 @router.get("", response_model=Page[AudioFilePublic])
 def list_audio(
-    dataset_id: str,
+    dataset_id: Id,
     session: SessionDep,
     principal: Reader,
     page: PageDep,
@@ -139,14 +139,14 @@ def list_audio(
 
 
 @router.get("/{audio_id}", response_model=AudioFilePublic)
-def get_one(dataset_id: str, audio_id: str, session: SessionDep, principal: Reader) -> AudioFile:
+def get_one(dataset_id: Id, audio_id: Id, session: SessionDep, principal: Reader) -> AudioFile:
     """One audio file with its processing status."""
     return get_audio(session, principal, dataset_id, audio_id)
 
 
 @router.delete("/{audio_id}", status_code=204, responses=v1_errors(409))
 def delete_audio(
-    dataset_id: str, audio_id: str, session: SessionDep, blobs: BlobsDep, principal: Writer
+    dataset_id: Id, audio_id: Id, session: SessionDep, blobs: BlobsDep, principal: Writer
 ) -> Response:
     """Delete an audio file, its draft annotations and stored objects (409 if a published set annotates it)."""
     row = get_audio(session, principal, dataset_id, audio_id)

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from cluster.accounts import Principal
 from cluster.tables import Annotation, AnnotationSet, AudioFile, Dataset, TrainingJob
 from schemas.auth import DETECTION_READ, DETECTION_WRITE
-from schemas.common import Page
+from schemas.common import Id, Page, Text
 from schemas.datasets import DatasetCreate, DatasetPublic, DatasetUpdate
 from schemas.training import ACTIVE_TRAINING
 from serve_app.deps import BlobsDep, PageDep, SessionDep, require
@@ -64,7 +64,7 @@ def list_datasets(
     session: SessionDep,
     principal: Reader,
     page: PageDep,
-    q: Annotated[str | None, Query(max_length=200, description="Case-insensitive substring of the name.")] = None,
+    q: Annotated[Text | None, Query(max_length=200, description="Case-insensitive substring of the name.")] = None,
 ) -> dict:
     """The organization's datasets, newest first."""
     where = [Dataset.organization_id == principal.organization_id]
@@ -75,13 +75,13 @@ def list_datasets(
 
 
 @router.get("/{dataset_id}", response_model=DatasetPublic, responses=v1_errors(404))
-def get_one(dataset_id: str, session: SessionDep, principal: Reader) -> Dataset:
+def get_one(dataset_id: Id, session: SessionDep, principal: Reader) -> Dataset:
     """One dataset."""
     return get_dataset(session, principal, dataset_id)
 
 
 @router.patch("/{dataset_id}", response_model=DatasetPublic, responses=v1_errors(404, 409))
-def update_dataset(dataset_id: str, body: DatasetUpdate, session: SessionDep, principal: Writer) -> Dataset:
+def update_dataset(dataset_id: Id, body: DatasetUpdate, session: SessionDep, principal: Writer) -> Dataset:
     """Rename, describe, or change artifact types (a type used by annotations cannot be removed)."""
     changes = body.model_dump(exclude_unset=True)
     nulls = [name for name in NOT_NULL_FIELDS if name in changes and changes[name] is None]
@@ -109,7 +109,7 @@ def update_dataset(dataset_id: str, body: DatasetUpdate, session: SessionDep, pr
 
 
 @router.delete("/{dataset_id}", status_code=204, responses=v1_errors(404, 409))
-def delete_dataset(dataset_id: str, session: SessionDep, blobs: BlobsDep, principal: Writer) -> Response:
+def delete_dataset(dataset_id: Id, session: SessionDep, blobs: BlobsDep, principal: Writer) -> Response:
     """Delete a dataset with its audio, features, annotation sets and stored objects."""
     row = get_dataset(session, principal, dataset_id, lock=True)
     busy = session.scalar(

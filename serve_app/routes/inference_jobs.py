@@ -12,7 +12,7 @@ from cluster.inference import cancel_job, job_counts, refresh_job
 from cluster.tables import InferenceFile, InferenceJob, new_id, utcnow
 from cluster.uploads import UploadError, display_filename, finish_upload, start_upload
 from schemas.auth import DETECTION_READ, DETECTION_WRITE
-from schemas.common import Page
+from schemas.common import Id, Page
 from schemas.inference import (
     DownloadUrl,
     FileConfirm,
@@ -110,7 +110,7 @@ def list_inference_jobs(
     session: SessionDep,
     principal: Reader,
     page: PageDep,
-    model_id: Annotated[str | None, Query()] = None,
+    model_id: Annotated[Id | None, Query()] = None,
     status: Annotated[InferenceJobStatus | None, Query()] = None,
 ) -> dict:
     """Inference jobs of the organization, newest first."""
@@ -125,13 +125,13 @@ def list_inference_jobs(
 
 
 @router.get("/{job_id}", response_model=InferenceJobDetail, responses=v1_errors(404))
-def get_inference_job(job_id: str, session: SessionDep, principal: Reader) -> InferenceJobPublic:
+def get_inference_job(job_id: Id, session: SessionDep, principal: Reader) -> InferenceJobPublic:
     """One job with counts and every file's detections."""
     return job_public(session, [_job(session, principal, job_id)], with_files=True)[0]
 
 
 @router.delete("/{job_id}", response_model=InferenceJobPublic, responses=v1_errors(404, 409))
-def cancel_inference_job(job_id: str, session: SessionDep, principal: Writer) -> InferenceJobPublic:
+def cancel_inference_job(job_id: Id, session: SessionDep, principal: Writer) -> InferenceJobPublic:
     """Cancel a pending or processing job; finished files keep their results."""
     job = _job(session, principal, job_id)
     if job.status in ("completed", "failed", "cancelled"):
@@ -145,7 +145,7 @@ def cancel_inference_job(job_id: str, session: SessionDep, principal: Writer) ->
     "/{job_id}/files/upload-url", status_code=201, response_model=FileUploadUrl, responses=v1_errors(404, 409)
 )
 def file_upload_url(
-    job_id: str, body: FileUploadRequest, session: SessionDep, settings: SettingsDep, blobs: BlobsDep, principal: Writer
+    job_id: Id, body: FileUploadRequest, session: SessionDep, settings: SettingsDep, blobs: BlobsDep, principal: Writer
 ) -> FileUploadUrl:
     """Presigned POST for one audio file of this job."""
     job = _job(session, principal, job_id)
@@ -178,7 +178,7 @@ def file_upload_url(
 
 
 @router.post("/{job_id}/files/confirm", response_model=InferenceFilePublic, responses=v1_errors(404, 409))
-def confirm_file(job_id: str, body: FileConfirm, session: SessionDep, blobs: BlobsDep, principal: Writer) -> InferenceFilePublic:
+def confirm_file(job_id: Id, body: FileConfirm, session: SessionDep, blobs: BlobsDep, principal: Writer) -> InferenceFilePublic:
     """Confirm an uploaded file: it is queued durably for inference."""
     job = _job(session, principal, job_id)
     row = _file(session, job, body.file_id)
@@ -198,14 +198,14 @@ def confirm_file(job_id: str, body: FileConfirm, session: SessionDep, blobs: Blo
 
 
 @router.get("/{job_id}/files/{file_id}", response_model=InferenceFilePublic, responses=v1_errors(404))
-def get_file(job_id: str, file_id: str, session: SessionDep, principal: Reader) -> InferenceFilePublic:
+def get_file(job_id: Id, file_id: Id, session: SessionDep, principal: Reader) -> InferenceFilePublic:
     """One file's status and detections."""
     return file_public(_file(session, _job(session, principal, job_id), file_id))
 
 
 @router.get("/{job_id}/files/{file_id}/download-url", response_model=DownloadUrl, responses=v1_errors(404, 409))
 def file_download_url(
-    job_id: str, file_id: str, session: SessionDep, settings: SettingsDep, blobs: BlobsDep, principal: Reader
+    job_id: Id, file_id: Id, session: SessionDep, settings: SettingsDep, blobs: BlobsDep, principal: Reader
 ) -> DownloadUrl:
     """Short-lived URL of the original audio."""
     row = _file(session, _job(session, principal, job_id), file_id)

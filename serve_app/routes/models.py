@@ -10,7 +10,7 @@ from sqlalchemy import select
 from cluster.accounts import Principal
 from cluster.tables import DetectorModel, utcnow
 from schemas.auth import DETECTION_READ, DETECTION_WRITE
-from schemas.common import Page
+from schemas.common import Id, Page, Text
 from schemas.models import DetectorModelPublic, DetectorModelUpdate
 from serve_app.deps import PageDep, SessionDep, require
 from serve_app.errors import V1_ROUTE_ERRORS, ApiError, v1_errors
@@ -51,7 +51,7 @@ def list_models(
     page: PageDep,
     is_active: Annotated[bool | None, Query()] = None,
     include_archived: Annotated[bool, Query(description="Archived models are hidden unless true.")] = False,
-    artifact_type: Annotated[str | None, Query(description="Only models that detect this type.")] = None,
+    artifact_type: Annotated[Text | None, Query(max_length=100, description="Only models that detect this type.")] = None,
 ) -> dict:
     """Models of the organization, newest first."""
     q = select(DetectorModel).where(DetectorModel.organization_id == principal.organization_id)
@@ -67,13 +67,13 @@ def list_models(
 
 
 @router.get("/{model_id}", response_model=DetectorModelPublic, responses=v1_errors(404))
-def get_model(model_id: str, session: SessionDep, principal: Reader) -> DetectorModelPublic:
+def get_model(model_id: Id, session: SessionDep, principal: Reader) -> DetectorModelPublic:
     """One model with its evaluation metrics (archived models stay readable)."""
     return public(owned_model(session, principal, model_id))
 
 
 @router.patch("/{model_id}", response_model=DetectorModelPublic, responses=v1_errors(404, 409))
-def update_model(model_id: str, body: DetectorModelUpdate, session: SessionDep, principal: Writer) -> DetectorModelPublic:
+def update_model(model_id: Id, body: DetectorModelUpdate, session: SessionDep, principal: Writer) -> DetectorModelPublic:
     """Rename, describe, activate or deactivate a model."""
     model = owned_model(session, principal, model_id)
     changes = body.model_dump(exclude_unset=True)
@@ -88,7 +88,7 @@ def update_model(model_id: str, body: DetectorModelUpdate, session: SessionDep, 
 
 
 @router.delete("/{model_id}", status_code=204, responses=v1_errors(404))
-def archive_model(model_id: str, session: SessionDep, principal: Writer) -> Response:
+def archive_model(model_id: Id, session: SessionDep, principal: Writer) -> Response:
     """Archive (soft-delete) a model: kept for audit, refused for inference."""
     model = owned_model(session, principal, model_id)
     if model.archived_at is None:

@@ -25,6 +25,7 @@ from cluster.stt_tables import CustomModel
 from cluster.uploads import UploadError, display_filename
 from data_pipelines.audio import CONTENT_TYPES, AudioDecodeError
 from schemas.auth import STT
+from schemas.common import Text
 from schemas.settings import Settings
 from schemas.stt import (
     BASE_MODELS,
@@ -196,11 +197,11 @@ async def transcribe(
     settings: SettingsDep,
     principal: Transcriber,
     model: Annotated[
-        str, Form(max_length=200, description="A base model (general, medical, legal, technical) or custom_model_{id}.")
+        Text, Form(max_length=200, description="A base model (general, medical, legal, technical) or custom_model_{id}.")
     ],
-    language: Annotated[str, Form(max_length=16, description="Language key, e.g. en.")],
+    language: Annotated[Text, Form(max_length=16, description="Language key, e.g. en.")],
     audio_file: Annotated[UploadFile, File(description="mp3, wav, flac, m4a, aac or ogg")],
-    boost_terms: Annotated[str | None, Form(max_length=20_000, description="Comma-separated terms to favour.")] = None,
+    boost_terms: Annotated[Text | None, Form(max_length=20_000, description="Comma-separated terms to favour.")] = None,
 ) -> Transcription:
     """Transcribe one file: text, word timings (seconds) and confidences."""
     ref = await run_in_threadpool(resolve_model, session, principal, model, language)

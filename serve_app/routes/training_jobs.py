@@ -12,7 +12,7 @@ from cluster.launcher import LaunchError, stop_job
 from cluster.tables import Annotation, AnnotationSet, AudioFile, Dataset, TrainingJob, TrainingJobLogEntry
 from cluster.training import end_job, launch_detector_training
 from schemas.auth import DETECTION_READ, DETECTION_WRITE
-from schemas.common import Page
+from schemas.common import Id, Page
 from schemas.training import TrainingJobCreate, TrainingJobLogs, TrainingJobPublic, TrainingStatus
 from serve_app.deps import PageDep, SessionDep, SettingsDep, require
 from serve_app.errors import V1_ROUTE_ERRORS, ApiError, v1_errors
@@ -92,7 +92,7 @@ def list_training_jobs(
     principal: Reader,
     page: PageDep,
     status: Annotated[TrainingStatus | None, Query()] = None,
-    dataset_id: Annotated[str | None, Query()] = None,
+    dataset_id: Annotated[Id | None, Query()] = None,
 ) -> dict:
     """Training jobs of the organization, newest first."""
     q = select(TrainingJob).where(TrainingJob.organization_id == principal.organization_id)
@@ -104,13 +104,13 @@ def list_training_jobs(
 
 
 @router.get("/{job_id}", response_model=TrainingJobPublic, responses=v1_errors(404))
-def get_training_job(job_id: str, session: SessionDep, principal: Reader) -> TrainingJob:
+def get_training_job(job_id: Id, session: SessionDep, principal: Reader) -> TrainingJob:
     """One training job with progress and metrics."""
     return _job(session, principal, job_id)
 
 
 @router.delete("/{job_id}", response_model=TrainingJobPublic, responses=v1_errors(404, 409))
-def cancel_training_job(job_id: str, session: SessionDep, settings: SettingsDep, principal: Writer) -> TrainingJob:
+def cancel_training_job(job_id: Id, session: SessionDep, settings: SettingsDep, principal: Writer) -> TrainingJob:
     """Cancel a queued or running training job (stops its Ray Job)."""
     job = _job(session, principal, job_id)
     if not end_job(session, job.id, "cancelled", "cancelled by user"):
@@ -124,7 +124,7 @@ def cancel_training_job(job_id: str, session: SessionDep, settings: SettingsDep,
 
 
 @router.get("/{job_id}/logs", response_model=TrainingJobLogs, responses=v1_errors(404))
-def get_training_logs(job_id: str, session: SessionDep, principal: Reader, page: PageDep) -> dict:
+def get_training_logs(job_id: Id, session: SessionDep, principal: Reader, page: PageDep) -> dict:
     """The job's training log (preprocessing, epochs, evaluation, its end), oldest first."""
     job = _job(session, principal, job_id)
     entries = select(TrainingJobLogEntry).where(TrainingJobLogEntry.training_job_id == job.id)
