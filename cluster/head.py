@@ -25,7 +25,7 @@ from schemas.settings import Settings
 log = logging.getLogger("fathom.head")
 
 HEAD_START_TIMEOUT_S = 60
-HEAD_STOP_TIMEOUT_S = 8.0  # SIGTERM to the head's processes, then SIGKILL to whatever is left
+HEAD_STOP_TIMEOUT_S = 5.0  # SIGTERM to the head's processes, then SIGKILL to whatever is left
 KILL_REAP_TIMEOUT_S = 5.0  # a SIGKILLed process is gone within this unless stuck in the kernel
 PORT_FREE_TIMEOUT_S = 5.0  # after the processes: sockets closing in the kernel
 POLL_S = 0.2  # seconds between scans of the process table

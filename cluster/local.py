@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from cluster.head import enable_token_auth, launch_head, stop_head, wait_for_head
 from schemas.settings import Settings
@@ -23,6 +26,7 @@ from schemas.settings import Settings
 DEV_KEY_FILE = "dev_api_key"
 SERVE_STOP_TIMEOUT_S = 5.0  # in-flight requests get this long; queued work waits in the database
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+T = TypeVar("T")
 # Logical CPUs the local head advertises at least. Ray's CPU counts are scheduling tokens: the
 # Detector and Transcriber replicas (1 each, more when autoscaled), 2 Ray Train workers and the
 # Data tasks of preprocessing must all be placeable at once, or on a 2-core laptop the two
@@ -81,6 +85,9 @@ class StopSignals:
             signal.signal(signum, self._handle)
 
     def _handle(self, signum: int, frame: object) -> None:
+        # ray.init puts abseil's failure handler on SIGTERM; it passes the signal on to this
+        # one, but first arms a 3 s alarm that aborts the process, stop path or not.
+        signal.alarm(0)
         if self.stopping:
             say(f"{signal.Signals(signum).name}: already stopping")
             return
@@ -103,6 +110,34 @@ class StopSignals:
     def wait(self) -> None:
         while True:  # a handler raises out of this
             time.sleep(1)
+
+
+def off_main_thread(fn: Callable[[], T]) -> T:
+    """``fn()`` in a helper thread, waited for: the main thread stays interruptible, and ``fn``
+    cannot replace its Python signal handlers (``ray.init`` on the main thread installs a SIGTERM
+    handler of its own, a bare ``sys.exit`` that bypasses this stop path)."""
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(fn())
+        except BaseException as e:  # noqa: BLE001 - re-raised on the main thread
+            error.append(e)
+
+    thread = threading.Thread(target=target, name="fathom-start", daemon=True)
+    thread.start()
+    thread.join()  # a stop signal raises out of the join
+    if error:
+        raise error[0]
+    return result[0]
+
+
+class _NoSigtermNotice(logging.Filter):
+    """Ray notes that it did not set its SIGTERM handler off the main thread: on purpose here."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "SIGTERM handler is not set" not in record.getMessage()
 
 
 def say(message: str) -> None:
@@ -142,9 +177,14 @@ def stop_all(signals: StopSignals, head: subprocess.Popen | None, settings: Sett
             except Exception as e:  # noqa: BLE001 - the head must stop whatever Serve does
                 say(f"  Serve shutdown failed: {e!r}")
             ray.shutdown()
+            say(f"  Serve and driver stopped ({time.monotonic() - started:.1f}s)")
     finally:
         if head is not None:
             stop_head(head, settings)
+        if settings is not None:
+            from cluster.db import get_engine
+
+            get_engine(settings.database_url).dispose()
         say(f"Fathom stopped ({time.monotonic() - started:.1f}s)")
 
 
@@ -175,8 +215,9 @@ def main() -> int:
             say(f"starting Ray head on port {settings.ray_head_port} (pid {head.pid})")
             wait_for_head(head, settings)
             address = f"127.0.0.1:{settings.ray_head_port}"
-        ray.init(address=address, log_to_driver=False)
-        signals.install()  # ray.init installs its own SIGTERM handler (a bare sys.exit)
+        logging.getLogger("ray._private.worker").addFilter(_NoSigtermNotice())
+        off_main_thread(lambda: ray.init(address=address, log_to_driver=False))
+        signals.install()  # in place of the failure handler ray.init put on SIGTERM
         say("deploying Fathom")
         serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
         serve.run(build_app(AppArgs()), name=APP_NAME, route_prefix="/")
@@ -198,5 +239,16 @@ def main() -> int:
     return 0
 
 
+def exit_now(code: int) -> None:
+    """Exit without the interpreter's teardown of torch and Ray's native modules, which takes
+    seconds on a busy machine and releases nothing the OS does not: by now everything this
+    process started is stopped and its database connections are closed."""
+    logging.shutdown()
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())
