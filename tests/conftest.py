@@ -99,7 +99,7 @@ def settings_overrides(database_url, tmp_path_factory) -> dict:
 def ray_cluster(settings_overrides):
     import ray
 
-    from cluster.local import enable_token_auth, start_head, stop_head
+    from cluster.head import enable_token_auth, start_head, stop_head
     from schemas.settings import Settings
 
     # Ray processes (raylet, job drivers) inherit the environment at start-up: FATHOM_* so a
@@ -128,7 +128,7 @@ def ray_cluster(settings_overrides):
         serve.shutdown()
         ray.shutdown()
     finally:
-        stop_head(head)
+        stop_head(head, settings)
 
 
 @pytest.fixture(scope="session")
