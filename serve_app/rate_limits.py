@@ -12,7 +12,8 @@ refused key cannot spend its organization's window. A route declares its bucket:
 The dependency records the bucket uncounted on the ASGI scope before it authenticates (what a
 401 reports), then the counted usage nearer to refusing, and answers 429 when either window is
 spent; :class:`RateLimitHeaders` writes ``X-RateLimit-*`` onto every v3 answer, errors included,
-and answers that reached no bucket (unknown routes) report the status-checks bucket uncounted.
+and answers given before a bucket is known (unknown routes, 405, 413) report the status-checks
+bucket uncounted.
 """
 
 from __future__ import annotations
