@@ -32,6 +32,7 @@ class Principal:
     organization_id: str
     key_id: str
     scopes: frozenset[str]
+    expires_at: datetime | None = None  # the key's own expiry: keys it creates expire no later
 
     def allows(self, scope: str) -> bool:
         return scope in self.scopes
@@ -87,4 +88,6 @@ def authenticate(session: Session, presented: str | None) -> Principal:
     if row.last_used_at is None or (now - row.last_used_at).total_seconds() > LAST_USED_RESOLUTION_S:
         row.last_used_at = now
         session.commit()
-    return Principal(organization_id=row.organization_id, key_id=row.id, scopes=frozenset(row.scopes))
+    return Principal(
+        organization_id=row.organization_id, key_id=row.id, scopes=frozenset(row.scopes), expires_at=row.expires_at
+    )

@@ -22,7 +22,11 @@ class ApiKeyCreate(BaseModel):
     scopes: list[str] | None = Field(
         None, description="Omitted or empty: the creating key's scopes (every scope for a full key)."
     )
-    expires_at: UTCTimestamp | None = Field(None, description="ISO 8601; a time without an offset is UTC.")
+    expires_at: UTCTimestamp | None = Field(
+        None,
+        description="ISO 8601; a time without an offset is UTC. Omitted: the creating key's expiry; "
+        "never later than it (403).",
+    )
 
     @field_validator("expires_at")
     @classmethod

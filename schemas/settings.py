@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     # without its own limit (organizations.custom_model_limit); None: unlimited
     stt_max_audio_bytes: int = Field(200 * 1024 * 1024, gt=0)  # one multipart audio_file (data, transcription)
     stt_max_transcript_bytes: int = Field(1024 * 1024, gt=0)  # one transcript_file (the decoder's own cap is 1 MiB)
-    # Fixed-window limits per API key, "N/second|minute|hour|day".
+    # Fixed-window limits per organization, "N/second|minute|hour|day" (the vendor's are per account).
     stt_rate_model_creation: str = Field("10/hour", pattern=_RATE)
     stt_rate_training_starts: str = Field("5/hour", pattern=_RATE)
     stt_rate_status_checks: str = Field("100/minute", pattern=_RATE)  # GETs of models, data, lists
@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     stt_rate_log_retrieval: str = Field("20/hour", pattern=_RATE)
     stt_rate_model_changes: str = Field("100/minute", pattern=_RATE)  # updates and deletions
     stt_rate_transcription: str = Field("120/minute", pattern=_RATE)  # POST /api/v3/stt
+    # Each key's limit in every bucket: this share of its organization's (at least 1); below 1 no key
+    # can spend the whole organization's window.
+    stt_rate_key_share: float = Field(1.0, gt=0, le=1)
 
     @field_validator("cors_allowed_origins", mode="before")
     @classmethod

@@ -50,7 +50,7 @@ ERROR_DESCRIPTIONS = {
     409: "Conflicts with the resource's current state",
     413: "Request body or upload too large",
     422: "Validation error",
-    429: "Rate limit of the API key exceeded; retry after Retry-After seconds",
+    429: "Rate limit of the API key or its organization exceeded; retry after Retry-After seconds",
     503: "Database, blob storage or a deployment unavailable; retry after Retry-After seconds",
 }
 
@@ -112,7 +112,7 @@ def not_found(what: str) -> ApiError:
     return ApiError(404, f"{what} not found", error_code="MODEL_NOT_FOUND" if what == "Model" else None)
 
 
-def _is_v3(request: Request) -> bool:
+def is_v3(request: Request) -> bool:
     path, root = request.url.path, request.scope.get("root_path", "")
     if root and path.startswith(root):  # deployed under a route prefix
         path = path[len(root) :]
@@ -120,7 +120,7 @@ def _is_v3(request: Request) -> bool:
 
 
 def error_response(request: Request, err: ApiError) -> JSONResponse:
-    if _is_v3(request):
+    if is_v3(request):
         body: dict[str, Any] = {
             "error": HTTPStatus(err.status_code).phrase,
             "message": err.message,
@@ -164,7 +164,7 @@ def install_error_handlers(app: FastAPI) -> None:
             if isinstance(e.get("input"), (bytes, bytearray)) or len(repr(e.get("input"))) > 500:
                 e.pop("input", None)
         errors = _json_safe(errors)
-        if _is_v3(request):
+        if is_v3(request):
             first = errors[0] if errors else {}
             message = f"{'.'.join(str(p) for p in first.get('loc', []))}: {first.get('msg', 'invalid request')}"
             return error_response(

@@ -90,6 +90,7 @@ def settings_overrides(database_url, tmp_path_factory) -> dict:
         "dashboard_url": f"http://127.0.0.1:{dashboard_port}",
         "min_training_audio_s": 120.0,
         "stt_min_training_hours": 0.001,  # 3.6 s: a couple of short synthetic utterances
+        "stt_rate_data_uploads": "100/hour",  # test_stt_flow uploads 88 pairs into one model; the rest as documented
         "use_gpu": False,
         "cors_allowed_origins": [DASHBOARD_ORIGIN],  # a customer's dashboard on another origin
     }

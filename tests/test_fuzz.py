@@ -8,8 +8,9 @@ a real resource of the fuzzing organization seeded for that operation, so 2xx an
 checked as well as 404s.
 
 v1 requests carry ``X-API-Key``, v3 requests ``Authorization: Bearer``; every key has all
-scopes. v3 rate limits count per key, so each key of the pool serves no more requests than the
-smallest bucket of the deployment's settings allows and a 429 never stands in for a real answer.
+scopes. v3 rate limits count per organization, so each fuzzing organization (with its own seeded
+resources) serves fewer v3 requests than the smallest bucket of the deployment's settings allows
+and a 429 never stands in for a real answer.
 
 Runtime is bounded by the number of cases (POSITIVE_EXAMPLES and NEGATIVE_EXAMPLES per
 operation, no shrinking) and a time limit per operation.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -123,32 +125,44 @@ def static_operations() -> list[tuple[str, str]]:
     return [(method.upper(), path) for path, ops in paths.items() for method in ops]
 
 
-class KeyPool:
-    """All-scope keys of one organization, each retired before it could overfill any rate bucket."""
+def auth_headers(key: str, path: str) -> dict[str, str]:
+    if path.startswith("/api/v3"):
+        return {"Authorization": f"Bearer {key}"}
+    if path.startswith("/api/v1"):
+        return {"X-API-Key": key}
+    return {}  # health and the signed blob URLs take no key
 
-    def __init__(self, database_url: str, organization_id: str, uses_per_key: int):
-        self.database_url = database_url
-        self.organization_id = organization_id
-        self.uses_per_key = uses_per_key
-        self.created = 0
-        self._key = ""
+
+@dataclass
+class Tenant:
+    key: str
+    seeds: Seeds
+
+
+class Tenants:
+    """Fuzzing organizations, each with an all-scope key and its own seeds, each retired before its
+    v3 requests could overfill any rate bucket; every one made is listed in ``organization_ids``."""
+
+    def __init__(self, platform, v3_uses: int):
+        self.platform = platform
+        self.v3_uses = v3_uses
+        self.organization_ids: list[str] = []
+        self._current: Tenant | None = None
         self._left = 0
 
-    def take(self) -> str:
-        if self._left == 0:
-            with session_scope(self.database_url) as s:
-                _, self._key = create_api_key(s, self.organization_id, f"fuzz-{self.created}")
-            self.created += 1
-            self._left = self.uses_per_key
-        self._left -= 1
-        return self._key
+    def fresh(self) -> None:
+        """The next request starts a new organization (each operation gets its own seeds)."""
+        self._current = None
 
-    def headers(self, path: str) -> dict[str, str]:
-        if path.startswith("/api/v3"):
-            return {"Authorization": f"Bearer {self.take()}"}
-        if path.startswith("/api/v1"):
-            return {"X-API-Key": self.take()}
-        return {}  # health and the signed blob URLs take no key
+    def take(self, path: str) -> Tenant:
+        v3 = path.startswith("/api/v3")
+        if self._current is None or (v3 and self._left == 0):
+            client = self.platform.org(f"fuzz-{uuid.uuid4().hex[:6]}")
+            self.organization_ids.append(client.org_id)
+            self._current = Tenant(client.key, Seeds(self.platform, client.org_id, client.key))
+            self._left = self.v3_uses
+        self._left -= v3
+        return self._current
 
 
 class Seeds:
@@ -160,13 +174,14 @@ class Seeds:
     audio_filename = "a.wav"
     audio_content_type = "audio/wav"
 
-    def __init__(self, platform, organization_id: str, keys: KeyPool):
+    def __init__(self, platform, organization_id: str, key: str):
         self.platform = platform
         self.organization_id = organization_id
-        self.keys = keys
+        self.key = key
 
     def _call(self, method: str, path: str, **kw: Any) -> dict:
-        r = requests.request(method, self.platform.base_url + path, headers=self.keys.headers(path), timeout=60, **kw)
+        url, headers = self.platform.base_url + path, auth_headers(self.key, path)
+        r = requests.request(method, url, headers=headers, timeout=60, **kw)
         assert r.status_code in (200, 201), f"seeding {method} {path}: {r.status_code} {r.text}"
         return r.json()
 
@@ -262,10 +277,9 @@ def substitute_seeds(case: schemathesis.Case, seeds: Seeds, draw) -> None:
 
 
 @pytest.fixture(scope="module")
-def fuzz_org(platform):
-    client = platform.org(f"fuzz-{uuid.uuid4().hex[:6]}")
+def tenants(platform) -> Tenants:
     smallest = min(Rate.parse(getattr(platform.settings, setting)).limit for setting in BUCKETS.values())
-    return client.org_id, KeyPool(platform.settings.database_url, client.org_id, uses_per_key=smallest)
+    return Tenants(platform, v3_uses=smallest - 1)  # one left in each bucket for the seeds' own request
 
 
 @pytest.fixture(scope="module")
@@ -300,15 +314,16 @@ def answer(response: requests.Response) -> str:
     return f"{response.status_code} {code}".strip()
 
 
-def fuzz(operation, mode, examples, platform, keys, seeds, tally) -> None:
+def fuzz(operation, mode, examples, platform, tenants, tally) -> None:
     checks = CHECKS + ([negative_data_rejection] if mode is schemathesis.GenerationMode.NEGATIVE else [])
 
     @settings(max_examples=examples, **HYPOTHESIS)
     @given(case=operation.as_strategy(generation_mode=mode), data=st.data())
     def run(case, data) -> None:
+        tenant = tenants.take(operation.path)
         if mode is schemathesis.GenerationMode.POSITIVE:
-            substitute_seeds(case, seeds, data.draw)
-        headers = keys.headers(operation.path)
+            substitute_seeds(case, tenant.seeds, data.draw)
+        headers = auth_headers(tenant.key, operation.path)
         response = case.call(base_url=platform.base_url, headers=headers, timeout=60)
         tally[operation.label][answer(response)] += 1
         case.validate_response(response, checks=checks, headers=headers)
@@ -318,13 +333,12 @@ def fuzz(operation, mode, examples, platform, keys, seeds, tally) -> None:
 
 @pytest.mark.timeout(OPERATION_TIMEOUT_S, func_only=True)
 @pytest.mark.parametrize("method,path", static_operations(), ids=lambda x: x)
-def test_operation_conforms_to_schema(platform, api_schema, fuzz_org, tally, method, path):
-    org_id, keys = fuzz_org
+def test_operation_conforms_to_schema(platform, api_schema, tenants, tally, method, path):
     operation = api_schema[path][method]
-    seeds = Seeds(platform, org_id, keys)
-    fuzz(operation, schemathesis.GenerationMode.POSITIVE, POSITIVE_EXAMPLES, platform, keys, seeds, tally)
+    tenants.fresh()
+    fuzz(operation, schemathesis.GenerationMode.POSITIVE, POSITIVE_EXAMPLES, platform, tenants, tally)
     if negatable(operation):
-        fuzz(operation, schemathesis.GenerationMode.NEGATIVE, NEGATIVE_EXAMPLES, platform, keys, seeds, tally)
+        fuzz(operation, schemathesis.GenerationMode.NEGATIVE, NEGATIVE_EXAMPLES, platform, tenants, tally)
     assert sum(tally[operation.label].values()) >= 1
 
 
@@ -344,10 +358,10 @@ def test_every_live_operation_was_fuzzed(platform, api_schema, tally):
         assert tally[label]["400 INVALID_AUDIO"] > 0, tally[label]
 
 
-def test_fuzzing_started_no_work(platform, fuzz_org):
-    org_id, _ = fuzz_org
+def test_fuzzing_started_no_work(platform, tenants):
+    orgs = tenants.organization_ids
     with session_scope(platform.settings.database_url) as s:
-        jobs = s.scalars(select(TrainingJob).where(TrainingJob.organization_id == org_id)).all()
-        models = s.scalars(select(CustomModel).where(CustomModel.organization_id == org_id)).all()
+        jobs = s.scalars(select(TrainingJob).where(TrainingJob.organization_id.in_(orgs))).all()
+        models = s.scalars(select(CustomModel).where(CustomModel.organization_id.in_(orgs))).all()
         assert all(job.error_message == "seeded for fuzzing" and job.ray_job_id is None for job in jobs)
         assert models and all(m.training_status in (1, 2) for m in models), [m.training_status for m in models]

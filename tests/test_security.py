@@ -19,7 +19,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -664,6 +664,30 @@ def test_a_key_cannot_mint_a_key_stronger_than_itself(platform, org):
     full = ok(org.post("/api/v1/auth/api-keys", json={"name": "full"}), 201)
     assert sorted(full["scopes"]) == sorted(ALL_SCOPES)  # a key made without scopes by a full key has all
 
+
+
+def test_a_key_cannot_mint_a_key_that_outlives_it(platform, org):
+    """Lifetimes are capped like scopes: none asked -> the creator's expiry; a later one -> 403."""
+    expiry = utcnow() + timedelta(seconds=4)
+    mortal = keyed(platform.base_url, direct_key(platform, org.org_id, list(ALL_SCOPES), expires_at=expiry))
+    later = (expiry + timedelta(seconds=1)).isoformat()
+    r = mortal.post("/api/v1/auth/api-keys", json={"name": "later", "expires_at": later})
+    assert r.status_code == 403 and r.json()["detail"].startswith("A key cannot outlive its creator"), r.text
+    heir = ok(mortal.post("/api/v1/auth/api-keys", json={"name": "heir"}), 201)
+    sooner = expiry - timedelta(seconds=1)
+    shorter = ok(mortal.post("/api/v1/auth/api-keys", json={"name": "shorter", "expires_at": sooner.isoformat()}), 201)
+    grandchild = ok(keyed(platform.base_url, heir["key"]).post("/api/v1/auth/api-keys", json={"name": "g"}), 201)
+    with session_scope(platform.settings.database_url) as s:
+        stored = {k["id"]: s.get(ApiKey, k["id"]).expires_at for k in (heir, shorter, grandchild)}
+    for minted, want in ((heir, expiry), (shorter, sooner), (grandchild, expiry)):
+        assert abs(datetime.fromisoformat(minted["expires_at"]) - want) < timedelta(milliseconds=1), minted
+        assert abs(stored[minted["id"]] - want) < timedelta(milliseconds=1)
+    assert ok(org.post("/api/v1/auth/api-keys", json={"name": "forever"}), 201)["expires_at"] is None
+
+    time.sleep(max(0.0, (expiry - utcnow()).total_seconds()) + 0.2)
+    for minted in (heir, grandchild):  # the heirs die with their creator
+        r = keyed(platform.base_url, minted["key"]).get("/api/v1/datasets")
+        assert r.status_code == 401 and r.json() == {"detail": "API key expired"}
 
 # --- 5. download URLs -----------------------------------------------------------------------------------
 

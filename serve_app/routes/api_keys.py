@@ -26,9 +26,11 @@ def create_key(body: ApiKeyCreate, session: SessionDep, principal: Manager) -> A
     if body.scopes and not set(body.scopes) <= principal.scopes:
         raise ApiError(403, "A key cannot grant scopes its creator lacks")
     scopes = body.scopes or sorted(principal.scopes)  # omitted: the creator's scopes, never more
-    row, secret = create_api_key(
-        session, principal.organization_id, body.name, scopes=scopes, expires_at=body.expires_at
-    )
+    expires_at = body.expires_at or principal.expires_at  # omitted: the creator's expiry, never later
+    if principal.expires_at is not None and expires_at > principal.expires_at:
+        latest = principal.expires_at.isoformat()
+        raise ApiError(403, f"A key cannot outlive its creator: expires_at must not be later than {latest}")
+    row, secret = create_api_key(session, principal.organization_id, body.name, scopes=scopes, expires_at=expires_at)
     session.commit()
     return ApiKeyCreated(**ApiKeyPublic.model_validate(row).model_dump(), key=secret)
 
