@@ -207,8 +207,8 @@ def confirm_file(
             raise ApiError(409, expired_message(settings))
         return file_public(row)
     session.commit()
-    session.refresh(row)
-    return file_public(row)
+    # Answer what this request did, whatever the dispatcher has done since.
+    return file_public(row).model_copy(update={"status": "queued"})
 
 
 def _refuse_new_files(session, job: InferenceJob) -> None:
