@@ -1,15 +1,28 @@
-"""Inference job bookkeeping shared by the API and the dispatcher."""
+"""Inference job bookkeeping shared by the API and the dispatcher.
+
+A job's status follows its files (pending -> processing -> completed, and back to processing
+when a new file arrives) until it ends: ``cancelled`` by its owner, or ``failed`` for a
+job-level cause (its model became unusable). Ended jobs stay ended and refuse new files.
+A file that cannot be processed fails alone (``failed_files``, the file's ``error_message``).
+
+Lock order: every transaction that changes a job's status locks the job row first
+(``lock_job``), then touches its files. PostgreSQL then neither deadlocks nor lets two files
+finishing at once each count the other as still active; SQLite serialises writers anyway.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
 from cluster.db import session_scope
-from cluster.tables import InferenceFile, InferenceJob, utcnow
+from cluster.tables import DetectorModel, InferenceFile, InferenceJob, utcnow
+
+JOB_ENDED = ("failed", "cancelled")  # no file, result or refresh moves a job out of these
+CANCELLED_MESSAGE = "inference job cancelled"
 
 
 @dataclass(frozen=True)
@@ -47,31 +60,76 @@ def job_counts(session: Session, job_ids: list[str]) -> dict[str, JobCounts]:
 
 
 def derive_status(job: InferenceJob, counts: JobCounts) -> str:
-    if job.status == "cancelled":
-        return "cancelled"
+    """The status the files give a job; failed files count as processed, never as a job failure."""
+    if job.status in JOB_ENDED:
+        return job.status
     if counts.total_files == 0:
         return "pending"
-    if counts.active_files:
-        return "processing"
-    return "failed" if counts.failed_files == counts.total_files else "completed"
+    return "processing" if counts.active_files else "completed"
+
+
+def model_refusal(model: DetectorModel | None) -> str | None:
+    """Why ``model`` cannot run inference, or None when it can (the one rule for jobs and files)."""
+    if model is None or model.archived_at is not None:
+        return "Model is archived and cannot be used for inference"
+    if not model.is_active:
+        return "Model is inactive; reactivate it with PATCH is_active=true"
+    return None
+
+
+def lock_job(session: Session, job_id: str) -> InferenceJob | None:
+    """The job row, current and locked until commit (FOR UPDATE; SQLite ignores it)."""
+    return session.scalars(
+        select(InferenceJob).where(InferenceJob.id == job_id).with_for_update().execution_options(populate_existing=True)
+    ).first()
 
 
 def refresh_job(session: Session, job_id: str) -> InferenceJob | None:
     """Store the status derived from the job's files (so list filters see it)."""
-    job = session.get(InferenceJob, job_id)
-    if job is None:
-        return None
-    counts = job_counts(session, [job_id])[job_id]
-    status = derive_status(job, counts)
+    job = lock_job(session, job_id)
+    if job is None or job.status in JOB_ENDED:
+        return job
+    status = derive_status(job, job_counts(session, [job_id])[job_id])
     if status != job.status:
         job.status = status
-        if status in ("completed", "failed"):
-            job.completed_at = utcnow()
-            if status == "failed":
-                job.error_message = "every file failed; see each file's error_message"
-        else:
-            job.completed_at = None
+        job.completed_at = utcnow() if status == "completed" else None
+    job.error_message = None  # only a failed job carries one
+    session.flush()
     return job
+
+
+def file_refusal(session: Session, job: InferenceJob) -> str | None:
+    """Why ``job`` takes no new files (answered 409), or None.
+
+    A model found unusable here fails the job (``fail_job``): the caller commits, then refuses.
+    """
+    if job.status == "cancelled":
+        return "Inference job is cancelled"
+    if job.status == "failed":
+        return f"Inference job failed: {job.error_message}"
+    reason = model_refusal(session.get(DetectorModel, job.model_id))
+    if reason is None:
+        return None
+    fail_job(session, job.id, reason)
+    return f"Inference job failed: {reason}"
+
+
+def queue_file(session: Session, job_id: str, file_id: str) -> bool:
+    """Confirm: pending -> queued, only while the file is pending and its job has not ended."""
+    lock_job(session, job_id)
+    won = session.execute(
+        update(InferenceFile)
+        .where(
+            InferenceFile.id == file_id,
+            InferenceFile.status == "pending",
+            exists().where(InferenceJob.id == job_id, InferenceJob.status.not_in(JOB_ENDED)),
+        )
+        .values(status="queued", queued_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if won:
+        refresh_job(session, job_id)
+    return bool(won)
 
 
 def finish_file(
@@ -82,34 +140,74 @@ def finish_file(
     duration_ms: int | None = None,
     error: str | None = None,
 ) -> None:
-    """Record a file's result (completed, or failed with ``error``) and refresh its job."""
+    """Record a claimed file's result (completed, or failed with ``error``) and refresh its job.
+
+    A file no longer ``processing`` (finished already, failed with its job) keeps its state.
+    """
     with session_scope(url) as s:
-        row = s.get(InferenceFile, file_id)
-        if row is None or row.status in ("completed", "failed"):
+        job_id = s.scalar(select(InferenceFile.inference_job_id).where(InferenceFile.id == file_id))
+        if job_id is None:
             return
-        row.lease_until = None
-        row.processed_at = utcnow()
+        lock_job(s, job_id)
+        values: dict[str, Any] = {"lease_until": None, "processed_at": utcnow()}
         if duration_ms is not None:
-            row.duration_ms = duration_ms
+            values["duration_ms"] = duration_ms
         if error is None:
-            row.status = "completed"
-            row.detections = detections or []
-            row.detection_count = len(row.detections)
-            row.error_message = None
+            values.update(status="completed", detections=detections or [], detection_count=len(detections or []), error_message=None)
         else:
-            row.status = "failed"
-            row.error_message = error
-        s.flush()
-        refresh_job(s, row.inference_job_id)
+            values.update(status="failed", error_message=error)
+        won = s.execute(
+            update(InferenceFile)
+            .where(InferenceFile.id == file_id, InferenceFile.status == "processing")
+            .values(values)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if won:
+            refresh_job(s, job_id)
 
 
-def cancel_job(session: Session, job: InferenceJob) -> None:
-    """Stop a job: queued and unconfirmed files fail as cancelled; in-flight files finish."""
-    job.status = "cancelled"
-    job.completed_at = utcnow()
+def _fail_files(session: Session, job_id: str, statuses: tuple[str, ...], message: str) -> None:
     session.execute(
         update(InferenceFile)
-        .where(InferenceFile.inference_job_id == job.id, InferenceFile.status.in_(("pending", "queued")))
-        .values(status="failed", error_message="inference job cancelled", lease_until=None, processed_at=utcnow())
+        .where(InferenceFile.inference_job_id == job_id, InferenceFile.status.in_(statuses))
+        .values(status="failed", error_message=message, lease_until=None, processed_at=utcnow())
         .execution_options(synchronize_session=False)
     )
+
+
+def fail_job(session: Session, job_id: str, message: str) -> bool:
+    """End a job ``failed`` with ``message`` for a job-level cause; its unfinished files fail with it.
+
+    Never for a file's content. Returns False when the job had already ended.
+    """
+    lock_job(session, job_id)
+    won = session.execute(
+        update(InferenceJob)
+        .where(InferenceJob.id == job_id, InferenceJob.status.not_in(JOB_ENDED))
+        .values(status="failed", error_message=message[:2000], completed_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if won:
+        _fail_files(session, job_id, ("pending", "queued", "processing"), message[:2000])
+    return bool(won)
+
+
+def record_job_failure(url: str, job_id: str, message: str) -> bool:
+    """``fail_job`` in its own transaction (the dispatcher's entry point)."""
+    with session_scope(url) as s:
+        return fail_job(s, job_id, message)
+
+
+def cancel_job(session: Session, job_id: str) -> bool:
+    """Stop a pending or processing job: queued and unconfirmed files fail as cancelled; in-flight
+    files finish. Returns False when the job is no longer pending or processing."""
+    lock_job(session, job_id)
+    won = session.execute(
+        update(InferenceJob)
+        .where(InferenceJob.id == job_id, InferenceJob.status.in_(("pending", "processing")))
+        .values(status="cancelled", error_message=None, completed_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if won:
+        _fail_files(session, job_id, ("pending", "queued"), CANCELLED_MESSAGE)
+    return bool(won)

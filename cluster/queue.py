@@ -13,6 +13,7 @@ from datetime import timedelta
 from sqlalchemy import and_, or_, select, update
 
 from cluster.db import session_scope
+from cluster.inference import lock_job, refresh_job
 from cluster.tables import AudioFile, InferenceFile, InferenceJob, utcnow
 
 INFERENCE_TERMINAL = ("completed", "failed")
@@ -25,9 +26,9 @@ def claim_inference_files(url: str, *, limit: int, lease_s: float, max_attempts:
         InferenceFile.status == "queued",
         and_(InferenceFile.status == "processing", InferenceFile.lease_until < now),
     )
+    _fail_exhausted_inference(url, claimable, max_attempts)
     claimed: list[tuple[str, str]] = []
     with session_scope(url) as s:
-        _fail_exhausted(s, InferenceFile, claimable, "status", max_attempts)
         rows = s.execute(
             select(InferenceFile.id, InferenceFile.inference_job_id)
             .where(claimable)
@@ -43,7 +44,8 @@ def claim_inference_files(url: str, *, limit: int, lease_s: float, max_attempts:
             ).rowcount
             if won:
                 claimed.append((file_id, job_id))
-        if claimed:
+    if claimed:  # a transaction of its own: job rows are locked before file rows (cluster.inference)
+        with session_scope(url) as s:
             s.execute(
                 update(InferenceJob)
                 .where(InferenceJob.id.in_({j for _, j in claimed}), InferenceJob.started_at.is_(None))
@@ -95,6 +97,22 @@ def release_dataset_audio(url: str, file_ids: list[str]) -> None:
             .values(lease_until=None)
             .execution_options(synchronize_session=False)
         )
+
+
+def _fail_exhausted_inference(url: str, claimable, max_attempts: int) -> None:
+    """Fail files out of attempts, one job per transaction: lock the job, fail, refresh its status.
+
+    A file out of attempts fails alone (a file that kills its worker every time looks the same as
+    workers failing on it), so its job goes on and ends ``completed`` with it among failed_files.
+    """
+    exhausted = and_(claimable, InferenceFile.attempts >= max_attempts)
+    with session_scope(url) as s:
+        job_ids = s.scalars(select(InferenceFile.inference_job_id).where(exhausted).distinct()).all()
+    for job_id in job_ids:
+        with session_scope(url) as s:
+            lock_job(s, job_id)
+            _fail_exhausted(s, InferenceFile, and_(claimable, InferenceFile.inference_job_id == job_id), "status", max_attempts)
+            refresh_job(s, job_id)
 
 
 def _fail_exhausted(s, table, claimable, status_col: str, max_attempts: int) -> None:

@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 500 * 1024 * 1024
     max_audio_seconds: float = 4 * 3600.0
     upload_url_expiry_s: int = 3600
+    upload_grace_s: int = Field(600, ge=0)  # unconfirmed uploads expire this long after their URL does
     download_url_expiry_s: int = 3600
     min_training_audio_s: float = 300.0  # detector training prerequisite (5 min)
 

@@ -4,7 +4,7 @@ One replica runs three loops:
 - inference files: claim queued files (leased), call the Detector deployment, record results;
 - dataset audio: claim confirmed files in groups and run one Ray Data preprocessing run per group;
 - training jobs and custom speech models: reconcile records with their Ray Jobs (a driver that
-  died leaves nothing ``running``).
+  died leaves nothing ``running``); uploads never confirmed expire (``cluster.pending_uploads``).
 
 Everything it knows lives in the database, so it can die and restart at any time: leases
 expire and the work is claimed again.
@@ -25,11 +25,13 @@ from ray.serve.handle import DeploymentHandle
 from cluster import queue
 from cluster.blobs import BlobError, make_blob_store
 from cluster.db import init_schema, open_session
-from cluster.inference import finish_file
+from cluster.inference import finish_file, model_refusal, record_job_failure
 from cluster.custom_models import reconcile_stt_jobs
+from cluster.pending_uploads import expire_pending_uploads
 from cluster.training import reconcile_training_jobs
-from cluster.tables import InferenceFile, InferenceJob
+from cluster.tables import DetectorModel, InferenceFile, InferenceJob
 from data_pipelines.audio import AudioDecodeError
+from serve_app.deployments.detector import ModelUnavailable
 
 log = logging.getLogger("fathom.dispatcher")
 
@@ -88,13 +90,22 @@ class Dispatcher:
 
     async def _run_file(self, file_id: str) -> None:
         url = self.settings.database_url
+        job_id = None
         try:
             with open_session(url) as session:
                 row = session.get(InferenceFile, file_id)
                 job = session.get(InferenceJob, row.inference_job_id) if row else None
                 if row is None or job is None:
                     return
-                key, model_id, config = row.blob_key, job.model_id, dict(job.config)
+                key, job_id, model_id, config = row.blob_key, job.id, job.model_id, dict(job.config)
+                job_error = job.error_message if job.status == "failed" else None
+                refusal = None if job_error else model_refusal(session.get(DetectorModel, model_id))
+            if job_error:  # claimed just as its job failed
+                await asyncio.to_thread(finish_file, url, file_id, error=job_error)
+                return
+            if refusal:  # the model became unusable after the job was created: a job-level cause
+                await self._fail_job(job_id, file_id, refusal)
+                return
             data = await asyncio.to_thread(self.blobs.get_bytes, key)
             result = await self.detector.options(multiplexed_model_id=model_id).detect.remote(
                 data, model_id=model_id, config=config
@@ -106,15 +117,23 @@ class Dispatcher:
             # The worker or a dependency failed, not the file: put it back for another attempt.
             log.warning("inference of %s interrupted (%s); requeueing", file_id, type(e).__name__)
             await asyncio.to_thread(queue.release_inference_file, url, file_id)
-        except Exception as e:  # the file itself is bad (decode error) or the model is unusable
+        except Exception as e:  # the file itself is bad (decode error), or the model went away mid-call
             cause = e.cause if isinstance(e, RayTaskError) and getattr(e, "cause", None) else e
             if isinstance(cause, RayActorError):
                 await asyncio.to_thread(queue.release_inference_file, url, file_id)
+            elif isinstance(cause, ModelUnavailable) and job_id:
+                await self._fail_job(job_id, file_id, f"Model is unavailable: {cause}")
             else:
                 message = str(cause) if isinstance(cause, AudioDecodeError) else f"{type(cause).__name__}: {cause}"
                 await asyncio.to_thread(finish_file, url, file_id, error=message[:2000])
         finally:
             self.in_flight.discard(file_id)
+
+    async def _fail_job(self, job_id: str, file_id: str, message: str) -> None:
+        """Fail the job (and with it this claimed file); a job that already ended fails just the file."""
+        url = self.settings.database_url
+        if not await asyncio.to_thread(record_job_failure, url, job_id, message):
+            await asyncio.to_thread(finish_file, url, file_id, error=message)
 
     # --- dataset preprocessing and training reconciliation -----------------------------------
 
@@ -135,12 +154,20 @@ class Dispatcher:
                         self.preprocessing = asyncio.get_running_loop().create_task(self._preprocess(ids))
                 if since_reconcile >= RECONCILE_EVERY_S:
                     since_reconcile = 0.0
+                    await asyncio.to_thread(self._expire_uploads)
                     await asyncio.to_thread(reconcile_training_jobs, s)
                     await asyncio.to_thread(reconcile_stt_jobs, s)
             except Exception:
                 log.exception("maintenance loop iteration failed; retrying")
             await asyncio.sleep(max(s.dispatch_poll_s, 0.5))
             since_reconcile += max(s.dispatch_poll_s, 0.5)
+
+    def _expire_uploads(self) -> None:
+        for key in expire_pending_uploads(self.settings.database_url, self.settings):
+            try:
+                self.blobs.delete(key)
+            except BlobError:
+                log.warning("could not delete the object of an expired upload (%s); it stays in storage", key)
 
     async def _preprocess(self, ids: list[str]) -> None:
         try:

@@ -307,3 +307,44 @@ def test_delete_audio_removes_its_blob(org, blobs):
     r = org.get(f"/api/v1/datasets/{ds['id']}/audio/{confirmed['audio_id']}")
     assert r.status_code == 404 and r.json() == {"detail": "Audio file not found"}
     assert org.get(f"/api/v1/datasets/{ds['id']}/audio").json()["total"] == 0
+
+
+def test_unconfirmed_audio_expires_as_failed(platform, org, blobs):
+    """Never-used or refused uploads fail with "upload never completed" after the URL's expiry and grace."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from cluster.pending_uploads import UPLOAD_NEVER_COMPLETED, expired_message
+    from cluster.tables import AudioFile, utcnow
+    from tests.factories import wait_for
+
+    settings = platform.settings
+    ds = make_dataset(org)
+    kept = upload_audio(org, ds["id"], wav_bytes(0.5), "kept.wav")
+    never_used = request_upload(org, ds["id"], wav_bytes(0.5), "never.wav").json()
+    info = request_upload(org, ds["id"], wav_bytes(0.5), "late.wav").json()
+    assert requests.post(info["upload_url"], data=info["fields"], files={"file": io.BytesIO(wav_bytes(0.5))}, timeout=60).status_code == 204
+    with session_scope(settings.database_url) as s:
+        s.execute(
+            update(AudioFile)
+            .where(AudioFile.id.in_([never_used["audio_id"], info["audio_id"]]))
+            .values(created_at=utcnow() - timedelta(seconds=settings.upload_url_expiry_s + settings.upload_grace_s + 60))
+        )
+    # confirmed past its deadline: refused whether the sweep or this confirm expires it first
+    r = org.post(f"/api/v1/datasets/{ds['id']}/audio/confirm", json={"audio_id": info["audio_id"]})
+    assert (r.status_code, r.json()) == (409, {"detail": expired_message(settings)})
+    assert not blobs.exists(info["key"])
+
+    def expired():
+        items = {a["id"]: a for a in org.get(f"/api/v1/datasets/{ds['id']}/audio").json()["items"]}
+        return items if items[never_used["audio_id"]]["processing_status"] == "failed" else None
+
+    items = wait_for(expired, timeout=60, what="the sweep to expire the unused upload")
+    for audio_id in (never_used["audio_id"], info["audio_id"]):
+        assert (items[audio_id]["processing_status"], items[audio_id]["error_message"]) == ("failed", UPLOAD_NEVER_COMPLETED)
+    assert items[kept["audio_id"]]["processing_status"] != "failed"
+    pending = org.get(f"/api/v1/datasets/{ds['id']}/audio", params={"processing_status": "pending"}).json()
+    assert pending["total"] == 0
+    r = org.post(f"/api/v1/datasets/{ds['id']}/audio/confirm", json={"audio_id": never_used["audio_id"]})
+    assert (r.status_code, r.json()) == (409, {"detail": expired_message(settings)})

@@ -11,7 +11,7 @@ from ray.job_submission import JobStatus, JobSubmissionClient
 
 from data_pipelines.audio import encode_audio
 from data_pipelines.synth import make_clip
-from tests.factories import register_detector, training_log, wait_for
+from tests.factories import register_detector, training_log, upload_inference_file, wait_for
 
 TYPES = ["glitch", "long_pause"]
 
@@ -266,3 +266,145 @@ def test_ended_jobs_log_their_reason_once(platform, trainable):
         job = client.get(f"/api/v1/training-jobs/{job_id}").json()
         assert job["status"] == "failed" and message == f"failed: {job['error_message']}"
         assert [(e["level"], e["message"]) for e in training_log(client, job_id)] == [("error", message)]
+
+
+def get_job(client, job_id: str) -> dict:
+    r = client.get(f"/api/v1/inference-jobs/{job_id}")
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def poll_like_the_vendor(client, job_id: str, seen: list[dict], timeout: float = 120) -> dict:
+    """The page's polling loop (it stops on processed == total or on status failed); records every answer."""
+    def step():
+        job = get_job(client, job_id)
+        seen.append(job)
+        done = job["processed_files"] == job["total_files"] and job["total_files"] > 0
+        return job if done or job["status"] == "failed" else None
+
+    return wait_for(step, timeout=timeout, interval=0.2, what="the vendor polling loop to end")
+
+
+def test_a_corrupt_first_file_never_fails_the_job(platform, org):
+    """One file at a time, as the page's loop does: the corrupt first file must not end the job."""
+    model = register_detector(platform.settings, org.org_id, TYPES)
+    job_id = org.post("/api/v1/inference-jobs", json={"model_id": model}).json()["id"]
+    seen: list[dict] = []
+    upload_inference_file(org, job_id, b"ID3" + bytes(range(256)) * 20, "corrupt.mp3")
+    first = poll_like_the_vendor(org, job_id, seen)
+    assert (first["status"], first["failed_files"], first["error_message"]) == ("completed", 1, None)
+    clip = make_clip(4, duration_s=2.0)
+    upload_inference_file(org, job_id, encode_audio(clip.waveform, clip.sample_rate, "wav"), "good.wav")
+    final = poll_like_the_vendor(org, job_id, seen)
+    assert (final["status"], final["total_files"], final["processed_files"]) == ("completed", 2, 2)
+    assert (final["failed_files"], final["error_message"]) == (1, None)
+    assert [f["status"] for f in final["files"]] == ["failed", "completed"] and final["files"][0]["error_message"]
+    assert all(j["status"] != "failed" and j["error_message"] is None for j in seen)
+
+
+@pytest.mark.parametrize("make_unusable", ["archive", "deactivate"])
+def test_new_files_are_refused_once_the_model_is_unusable(platform, org, make_unusable):
+    model = register_detector(platform.settings, org.org_id, TYPES)
+    job_id = org.post("/api/v1/inference-jobs", json={"model_id": model}).json()["id"]
+    clip = make_clip(5, duration_s=2.0)
+    wav = encode_audio(clip.waveform, clip.sample_rate, "wav")
+    upload_inference_file(org, job_id, wav, "before.wav")
+    wait_for(lambda: get_job(org, job_id)["status"] == "completed", timeout=120, what="first file processed")
+    waiting = put_file(org, job_id, wav, "uploaded-not-confirmed.wav")
+    if make_unusable == "archive":
+        assert org.delete(f"/api/v1/models/{model}").status_code == 204
+        reason = "Model is archived and cannot be used for inference"
+    else:
+        assert org.patch(f"/api/v1/models/{model}", json={"is_active": False}).status_code == 200
+        reason = "Model is inactive; reactivate it with PATCH is_active=true"
+
+    r = org.post(f"/api/v1/inference-jobs/{job_id}/files/upload-url", json={"filename": "after.wav", "file_size_bytes": len(wav)})
+    assert (r.status_code, r.json()) == (409, {"detail": f"Inference job failed: {reason}"})
+    r = org.post(f"/api/v1/inference-jobs/{job_id}/files/confirm", json={"file_id": waiting})
+    assert (r.status_code, r.json()) == (409, {"detail": f"Inference job failed: {reason}"})
+    job = get_job(org, job_id)
+    assert (job["status"], job["error_message"], job["completed_at"] is not None) == ("failed", reason, True)
+    files = {f["original_filename"]: f for f in job["files"]}
+    assert files["before.wav"]["status"] == "completed"
+    assert (files["uploaded-not-confirmed.wav"]["status"], files["uploaded-not-confirmed.wav"]["error_message"]) == ("failed", reason)
+    assert [j["id"] for j in org.get("/api/v1/inference-jobs", params={"status": "failed"}).json()["items"]] == [job_id]
+    if make_unusable == "deactivate":  # a failed job stays failed: reactivating the model starts no files
+        assert org.patch(f"/api/v1/models/{model}", json={"is_active": True}).status_code == 200
+        r = org.post(f"/api/v1/inference-jobs/{job_id}/files/upload-url", json={"filename": "a.wav", "file_size_bytes": len(wav)})
+        assert r.status_code == 409 and r.json()["detail"] == f"Inference job failed: {reason}"
+    assert org.delete(f"/api/v1/inference-jobs/{job_id}").status_code == 409
+
+
+def test_a_model_archived_before_dispatch_fails_the_job(platform, org):
+    """A file confirmed just before its model was archived is failed with the job, not attempted."""
+    from cluster.db import session_scope
+    from cluster.tables import InferenceFile, utcnow
+
+    model = register_detector(platform.settings, org.org_id, TYPES)
+    job_id = org.post("/api/v1/inference-jobs", json={"model_id": model}).json()["id"]
+    assert org.delete(f"/api/v1/models/{model}").status_code == 204
+    with session_scope(platform.settings.database_url) as s:
+        row = InferenceFile(
+            organization_id=org.org_id, inference_job_id=job_id, original_filename="late.wav", content_type="audio/wav",
+            declared_size=10, blob_key=f"inference/{job_id}/late", status="queued", queued_at=utcnow(),
+        )
+        s.add(row)
+        s.flush()
+        file_id = row.id
+    job = wait_for(lambda: (lambda j: j if j["status"] == "failed" else None)(get_job(org, job_id)), timeout=60, what="job failed")
+    assert job["error_message"] == "Model is archived and cannot be used for inference"
+    assert (job["total_files"], job["processed_files"], job["failed_files"]) == (1, 1, 1)
+    f = org.get(f"/api/v1/inference-jobs/{job_id}/files/{file_id}").json()
+    assert (f["status"], f["error_message"]) == ("failed", job["error_message"])
+
+
+def backdate(database_url: str, table, row_id: str, seconds: float) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from cluster.db import session_scope
+    from cluster.tables import utcnow
+
+    with session_scope(database_url) as s:
+        s.execute(update(table).where(table.id == row_id).values(created_at=utcnow() - timedelta(seconds=seconds)))
+
+
+def test_unconfirmed_inference_uploads_expire(platform, org):
+    """Refused or never-used uploads are removed after the URL's expiry and grace; totals stay truthful."""
+    from cluster.tables import InferenceFile
+
+    settings = platform.settings
+    past_deadline = settings.upload_url_expiry_s + settings.upload_grace_s + 60
+    model = register_detector(platform.settings, org.org_id, TYPES)
+    job_id = org.post("/api/v1/inference-jobs", json={"model_id": model}).json()["id"]
+    clip = make_clip(6, duration_s=2.0)
+    upload_inference_file(org, job_id, encode_audio(clip.waveform, clip.sample_rate, "wav"), "real.wav")
+    never_used = org.post(f"/api/v1/inference-jobs/{job_id}/files/upload-url", json={"filename": "n.wav", "file_size_bytes": 100}).json()
+    refused = org.post(f"/api/v1/inference-jobs/{job_id}/files/upload-url", json={"filename": "r.wav", "file_size_bytes": 100}).json()
+    r = org.post(f"/api/v1/inference-jobs/{job_id}/files/confirm", json={"file_id": refused["file_id"]})
+    assert r.status_code == 409  # nothing uploaded: the row stays pending
+    in_grace = put_file(org, job_id, encode_audio(clip.waveform, clip.sample_rate, "wav"), "slow.wav")
+    for fid in (never_used["file_id"], refused["file_id"]):
+        backdate(settings.database_url, InferenceFile, fid, past_deadline)
+    backdate(settings.database_url, InferenceFile, in_grace, settings.upload_url_expiry_s + 1)  # URL expired, grace left
+
+    def swept():
+        job = get_job(org, job_id)
+        return job if {f["id"] for f in job["files"]} == {f["id"] for f in job["files"] if f["original_filename"] in ("real.wav", "slow.wav")} else None
+
+    job = wait_for(swept, timeout=60, what="expired uploads removed")
+    assert len(job["files"]) == 2 and (job["total_files"], job["failed_files"]) == (1, 0)
+    r = org.post(f"/api/v1/inference-jobs/{job_id}/files/confirm", json={"file_id": never_used["file_id"]})
+    assert r.status_code == 404 and "upload URL expired" in r.json()["detail"]
+    r = org.post(f"/api/v1/inference-jobs/{job_id}/files/confirm", json={"file_id": in_grace})
+    assert r.status_code == 200 and r.json()["status"] in ("queued", "processing", "completed")  # the grace kept it
+
+    late = put_file(org, job_id, encode_audio(clip.waveform, clip.sample_rate, "wav"), "late.wav")
+    backdate(settings.database_url, InferenceFile, late, past_deadline)
+    r = org.post(f"/api/v1/inference-jobs/{job_id}/files/confirm", json={"file_id": late})
+    # confirmed at read time (409) or already swept (404): never queued after its deadline
+    assert r.status_code in (404, 409) and "expired" in r.json()["detail"], r.text
+    assert org.get(f"/api/v1/inference-jobs/{job_id}/files/{late}").status_code == 404
+    job = wait_for(lambda: (lambda j: j if j["processed_files"] == 2 else None)(get_job(org, job_id)), timeout=60, what="files processed")
+    assert (job["status"], job["total_files"], len(job["files"])) == ("completed", 2, 2)

@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from cluster.accounts import Principal
+from cluster.pending_uploads import UPLOAD_NEVER_COMPLETED, expire_dataset_uploads, expired_message, upload_cutoff
 from cluster.tables import Annotation, AnnotationSet, AudioFile, new_id
 from cluster.uploads import UploadError, display_filename, finish_upload, start_upload
 from schemas.auth import DETECTION_READ, DETECTION_WRITE
@@ -97,10 +98,17 @@ def create_upload_url(
 
 @router.post("/confirm", response_model=AudioConfirmed, responses=v1_errors(409))
 def confirm_upload(
-    dataset_id: Id, body: AudioConfirm, session: SessionDep, blobs: BlobsDep, principal: Writer
+    dataset_id: Id, body: AudioConfirm, session: SessionDep, settings: SettingsDep, blobs: BlobsDep, principal: Writer
 ) -> AudioConfirmed:
     """Confirm an uploaded file and queue it for processing; confirming again answers its status."""
     row = get_audio(session, principal, dataset_id, body.audio_id)
+    cutoff = upload_cutoff(settings)
+    if row.processing_status == "pending" and row.created_at < cutoff:  # the sweep has not reached it yet
+        keys = expire_dataset_uploads(session, cutoff, [row.id])
+        session.commit()
+        for key in keys:
+            blobs.delete(key)
+        session.refresh(row)
     if row.processing_status == "pending":
         try:
             finish_upload(blobs, key=row.blob_key, declared_size=row.declared_size)
@@ -117,6 +125,8 @@ def confirm_upload(
         if won:  # answer what this request did, whatever the dispatcher does next
             return AudioConfirmed(audio_id=row.id, status=QUEUED_STATUS, message=CONFIRMED_MESSAGE)
         session.refresh(row)
+    if row.processing_status == "failed" and row.error_message == UPLOAD_NEVER_COMPLETED:
+        raise ApiError(409, expired_message(settings))
     return AudioConfirmed(
         audio_id=row.id, status=row.processing_status, message=CONFIRMED_MESSAGES[row.processing_status]
     )

@@ -8,8 +8,9 @@ from fastapi import APIRouter, Depends, Query
 from sqlalchemy import select
 
 from cluster.accounts import Principal
-from cluster.inference import cancel_job, job_counts, refresh_job
-from cluster.tables import InferenceFile, InferenceJob, new_id, utcnow
+from cluster.inference import cancel_job, file_refusal, job_counts, model_refusal, queue_file
+from cluster.pending_uploads import expire_inference_uploads, expired_message, upload_cutoff
+from cluster.tables import InferenceFile, InferenceJob, new_id
 from cluster.uploads import UploadError, display_filename, finish_upload, start_upload
 from schemas.auth import DETECTION_READ, DETECTION_WRITE
 from schemas.common import Id, Page
@@ -94,12 +95,10 @@ def job_public(session, jobs: list[InferenceJob], *, with_files: bool = False) -
 @router.post("", status_code=201, response_model=InferenceJobPublic, responses=v1_errors(404, 409))
 def create_inference_job(body: InferenceJobCreate, session: SessionDep, principal: Writer) -> InferenceJobPublic:
     """Create an inference job for one active model."""
-    model = owned_model(session, principal, body.model_id)
-    if model.archived_at is not None:
-        raise ApiError(409, "Model is archived and cannot be used for inference")
-    if not model.is_active:
-        raise ApiError(409, "Model is inactive; reactivate it with PATCH is_active=true")
-    job = InferenceJob(organization_id=principal.organization_id, model_id=model.id, config=body.config.model_dump())
+    refusal = model_refusal(owned_model(session, principal, body.model_id))
+    if refusal:
+        raise ApiError(409, refusal)
+    job = InferenceJob(organization_id=principal.organization_id, model_id=body.model_id, config=body.config.model_dump())
     session.add(job)
     session.commit()
     return job_public(session, [job])[0]
@@ -134,10 +133,10 @@ def get_inference_job(job_id: Id, session: SessionDep, principal: Reader) -> Inf
 def cancel_inference_job(job_id: Id, session: SessionDep, principal: Writer) -> InferenceJobPublic:
     """Cancel a pending or processing job; finished files keep their results."""
     job = _job(session, principal, job_id)
-    if job.status in ("completed", "failed", "cancelled"):
+    if not cancel_job(session, job.id):
         raise ApiError(409, f"Inference job is already {job.status}")
-    cancel_job(session, job)
     session.commit()
+    session.refresh(job)
     return job_public(session, [job])[0]
 
 
@@ -149,8 +148,7 @@ def file_upload_url(
 ) -> FileUploadUrl:
     """Presigned POST for one audio file of this job."""
     job = _job(session, principal, job_id)
-    if job.status == "cancelled":
-        raise ApiError(409, "Inference job is cancelled")
+    _refuse_new_files(session, job)
     file_id = new_id()
     key = f"inference/{job.id}/{file_id}"
     try:
@@ -178,23 +176,47 @@ def file_upload_url(
 
 
 @router.post("/{job_id}/files/confirm", response_model=InferenceFilePublic, responses=v1_errors(404, 409))
-def confirm_file(job_id: Id, body: FileConfirm, session: SessionDep, blobs: BlobsDep, principal: Writer) -> InferenceFilePublic:
+def confirm_file(
+    job_id: Id, body: FileConfirm, session: SessionDep, settings: SettingsDep, blobs: BlobsDep, principal: Writer
+) -> InferenceFilePublic:
     """Confirm an uploaded file: it is queued durably for inference."""
     job = _job(session, principal, job_id)
-    row = _file(session, job, body.file_id)
+    row = session.get(InferenceFile, body.file_id)
+    if row is None or row.inference_job_id != job.id:
+        raise ApiError(404, "File not found (uploads not confirmed before their upload URL expired are removed)")
+    if row.status == "pending" or row.queued_at is None:  # not confirmed yet, or failed with its job since
+        _refuse_new_files(session, job)
     if row.status != "pending":
         return file_public(row)  # confirming twice is harmless
-    if job.status == "cancelled":
-        raise ApiError(409, "Inference job is cancelled")
+    cutoff = upload_cutoff(settings)
+    if row.created_at < cutoff:  # the periodic sweep has not reached it yet: expire it now
+        keys = expire_inference_uploads(session, cutoff, [row.id])
+        session.commit()
+        for key in keys:
+            blobs.delete(key)
+        raise ApiError(409, expired_message(settings))
     try:
         finish_upload(blobs, key=row.blob_key, declared_size=row.declared_size)
     except UploadError as e:
         raise ApiError(e.status_code, str(e)) from e
-    row.status, row.queued_at = "queued", utcnow()
-    session.flush()
-    refresh_job(session, job.id)
+    if not queue_file(session, job.id, row.id):  # the job ended, the upload expired or another confirm won
+        session.rollback()
+        _refuse_new_files(session, _job(session, principal, job_id))
+        row = session.get(InferenceFile, body.file_id, populate_existing=True)
+        if row is None:
+            raise ApiError(409, expired_message(settings))
+        return file_public(row)
     session.commit()
-    return file_public(row)
+    # Answer what this request did, whatever the dispatcher has done since.
+    return file_public(row).model_copy(update={"status": "queued"})
+
+
+def _refuse_new_files(session, job: InferenceJob) -> None:
+    """409 when the job takes no new files; a model found unusable fails the job first (committed)."""
+    refusal = file_refusal(session, job)
+    if refusal:
+        session.commit()
+        raise ApiError(409, refusal)
 
 
 @router.get("/{job_id}/files/{file_id}", response_model=InferenceFilePublic, responses=v1_errors(404))
