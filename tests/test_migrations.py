@@ -138,3 +138,24 @@ def test_processes_starting_at_once_migrate_once(fresh_url):
     assert all(rc == 0 for _, _, rc in results), [err[-2000:] for _, err, rc in results if rc]
     assert len({out.strip() for out, _, _ in results}) == 1  # one instance row, one secret
     assert revision(fresh_url) == migrations.head_revision()
+
+
+def test_jobs_failed_by_their_files_alone_are_completed_after_the_upgrade(fresh_url):
+    """Jobs the old status rule failed because every processed file failed accept files again."""
+    engine = get_engine(fresh_url)
+    migrations.upgrade(engine, "0002")
+    rows = fill_every_table(fresh_url)
+    job = rows["inference_jobs"]
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE inference_jobs SET status = 'failed', error_message = :m WHERE id = :id"),
+            {"m": "every file failed; see each file's error_message", "id": job["id"]},
+        )
+        other = dict(job, id=str(uuid.uuid4()), status="failed", error_message="Model is archived and cannot be used for inference")
+        meta = MetaData()
+        meta.reflect(conn)
+        conn.execute(meta.tables["inference_jobs"].insert().values(other))
+    init_schema(fresh_url)
+    with engine.connect() as conn:
+        got = {r[0]: (r[1], r[2]) for r in conn.execute(text("SELECT id, status, error_message FROM inference_jobs"))}
+    assert got == {job["id"]: ("completed", None), other["id"]: ("failed", other["error_message"])}
