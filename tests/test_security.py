@@ -337,6 +337,7 @@ ORG_LINKS = {
     "annotations": ("annotation_set_id", AnnotationSet),
     "custom_model_data": ("model_id", CustomModel),
     "custom_model_log": ("model_id", CustomModel),
+    "training_job_log_entries": ("training_job_id", TrainingJob),
     "rate_limit_counters": ("key_id", ApiKey),
 }
 BLOB_COLUMNS = ("blob_key", "features_key", "checkpoint_key", "audio_key")
