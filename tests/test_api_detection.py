@@ -166,7 +166,7 @@ def test_inference_job_lifecycle_bad_audio_and_cancel(platform, org, other_org):
     good = put_file(org, job["id"], encode_audio(clip.waveform, clip.sample_rate, "mp3"), "good.mp3")
     corrupt = put_file(org, job["id"], b"ID3" + bytes(range(256)) * 20, "corrupt.mp3")
     r = org.post(f"/api/v1/inference-jobs/{job['id']}/files/confirm", json={"file_id": str(uuid.uuid4())})
-    assert r.status_code == 404 and r.json() == {"detail": "File not found"}
+    assert r.status_code == 404 and r.json()["detail"].startswith("File not found")
     for fid in (good, corrupt):
         assert org.post(f"/api/v1/inference-jobs/{job['id']}/files/confirm", json={"file_id": fid}).json()["status"] == "queued"
     done = wait_for(
