@@ -46,6 +46,22 @@ def add_files(url: str, org_id: str, job_id: str, n: int, status: str = "queued"
     return ids
 
 
+def add_dataset_audio(url: str, org_id: str, rows: list[tuple[str, dict]]) -> list[tuple[str, str]]:
+    """Dataset audio in one new dataset, one row per (processing_status, extra fields); returns (id, blob_key)s."""
+    with session_scope(url) as s:
+        ds = Dataset(organization_id=org_id, name="d", artifact_types=[{"name": "glitch"}])
+        s.add(ds)
+        s.flush()
+        audio = [
+            AudioFile(organization_id=org_id, dataset_id=ds.id, original_filename="a.wav", content_type="audio/wav",
+                      declared_size=1, blob_key=f"datasets/{ds.id}/audio/{st}-{i}", processing_status=st, **fields)
+            for i, (st, fields) in enumerate(rows)
+        ]
+        s.add_all(audio)
+        s.flush()
+        return [(a.id, a.blob_key) for a in audio]
+
+
 def test_concurrent_claimers_never_share_a_file(private_database_url, job):
     org_id, job_id = job
     ids = add_files(private_database_url, org_id, job_id, 40)
@@ -115,18 +131,8 @@ def test_release_requeues_and_finish_completes_the_job(private_database_url, job
 
 def test_dataset_audio_claims_lease_without_changing_status(private_database_url, job):
     org_id, _ = job
-    with session_scope(private_database_url) as s:
-        ds = Dataset(organization_id=org_id, name="d", artifact_types=[{"name": "glitch"}])
-        s.add(ds)
-        s.flush()
-        files = [
-            AudioFile(organization_id=org_id, dataset_id=ds.id, original_filename="a.wav", content_type="audio/wav",
-                      declared_size=1, blob_key=f"k{i}", processing_status=st)
-            for i, st in enumerate(["normalizing", "normalizing", "pending", "ready"])
-        ]
-        s.add_all(files)
-        s.flush()
-        ids = [f.id for f in files]
+    rows = add_dataset_audio(private_database_url, org_id, [(st, {}) for st in ("normalizing", "normalizing", "pending", "ready")])
+    ids = [audio_id for audio_id, _ in rows]
     claimed = queue.claim_dataset_audio(private_database_url, limit=100, lease_s=60, max_attempts=3)
     assert set(ids[:2]) <= set(claimed) and not set(ids[2:]) & set(claimed)
     assert not set(ids) & set(queue.claim_dataset_audio(private_database_url, limit=100, lease_s=60, max_attempts=3))
@@ -226,18 +232,9 @@ def test_unconfirmed_uploads_expire_after_the_url_and_its_grace(private_database
     (stale,) = add_files(private_database_url, org_id, job_id, 1, status="pending", **old)
     (fresh,) = add_files(private_database_url, org_id, job_id, 1, status="pending", **recent)
     (confirmed,) = add_files(private_database_url, org_id, job_id, 1, **old)
-    with session_scope(private_database_url) as s:
-        ds = Dataset(organization_id=org_id, name="d", artifact_types=[{"name": "glitch"}])
-        s.add(ds)
-        s.flush()
-        audio = [
-            AudioFile(organization_id=org_id, dataset_id=ds.id, original_filename="a.wav", content_type="audio/wav",
-                      declared_size=1, blob_key=f"datasets/{ds.id}/audio/{st}-{i}", processing_status=st, **when)
-            for i, (st, when) in enumerate([("pending", old), ("pending", recent), ("normalizing", old)])
-        ]
-        s.add_all(audio)
-        s.flush()
-        a_stale, a_fresh, a_confirmed = ((a.id, a.blob_key) for a in audio)
+    a_stale, a_fresh, a_confirmed = add_dataset_audio(
+        private_database_url, org_id, [("pending", old), ("pending", recent), ("normalizing", old)]
+    )
     keys = expire_pending_uploads(private_database_url, settings)
     assert sorted(keys) == sorted([f"inference/{job_id}/pending-0", a_stale[1]])
     assert expire_pending_uploads(private_database_url, settings) == []
