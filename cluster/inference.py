@@ -13,6 +13,7 @@ finishing at once each count the other as still active; SQLite serialises writer
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import exists, func, select, update
@@ -27,6 +28,17 @@ CANCELLED_MESSAGE = "inference job cancelled"
 
 @dataclass(frozen=True)
 class JobCounts:
+    """A job's state and file counts, read in one statement so they always agree.
+
+    The vendor polling loop stops when ``processed_files == total_files`` and then reads
+    ``status``: read apart, a file finishing in between shows "all processed" beside a
+    stale "processing".
+    """
+
+    status: str
+    error_message: str | None
+    started_at: datetime | None
+    completed_at: datetime | None
     total_files: int  # confirmed files (pending uploads are not counted)
     processed_files: int  # completed + failed: the vendor polling loop ends when this equals total_files
     failed_files: int
@@ -37,32 +49,41 @@ class JobCounts:
 def job_counts(session: Session, job_ids: list[str]) -> dict[str, JobCounts]:
     rows = session.execute(
         select(
-            InferenceFile.inference_job_id,
+            InferenceJob.id,
+            InferenceJob.status,
+            InferenceJob.error_message,
+            InferenceJob.started_at,
+            InferenceJob.completed_at,
             InferenceFile.status,
-            func.count(),
+            func.count(InferenceFile.id),
             func.coalesce(func.sum(InferenceFile.detection_count), 0),
         )
-        .where(InferenceFile.inference_job_id.in_(job_ids))
-        .group_by(InferenceFile.inference_job_id, InferenceFile.status)
+        .outerjoin(InferenceFile, InferenceFile.inference_job_id == InferenceJob.id)
+        .where(InferenceJob.id.in_(job_ids))
+        .group_by(InferenceJob.id, InferenceFile.status)
     ).all()
+    jobs: dict[str, tuple] = {}
     acc: dict[str, dict[str, int]] = {j: {} for j in job_ids}
     dets: dict[str, int] = {j: 0 for j in job_ids}
-    for job_id, status, n, d in rows:
-        acc[job_id][status] = int(n)
+    for job_id, job_status, error, started, completed, status, n, d in rows:
+        jobs[job_id] = (job_status, error, started, completed)
+        if status is not None:
+            acc[job_id][status] = int(n)
         if status == "completed":
             dets[job_id] += int(d)
     out = {}
-    for job_id, c in acc.items():
+    for job_id, state in jobs.items():
+        c = acc[job_id]
         done, failed = c.get("completed", 0), c.get("failed", 0)
         active = c.get("queued", 0) + c.get("processing", 0)
-        out[job_id] = JobCounts(done + failed + active, done + failed, failed, active, dets[job_id])
+        out[job_id] = JobCounts(*state, done + failed + active, done + failed, failed, active, dets[job_id])
     return out
 
 
-def derive_status(job: InferenceJob, counts: JobCounts) -> str:
+def derive_status(counts: JobCounts) -> str:
     """The status the files give a job; failed files count as processed, never as a job failure."""
-    if job.status in JOB_ENDED:
-        return job.status
+    if counts.status in JOB_ENDED:
+        return counts.status
     if counts.total_files == 0:
         return "pending"
     return "processing" if counts.active_files else "completed"
@@ -89,7 +110,7 @@ def refresh_job(session: Session, job_id: str) -> InferenceJob | None:
     job = lock_job(session, job_id)
     if job is None or job.status in JOB_ENDED:
         return job
-    status = derive_status(job, job_counts(session, [job_id])[job_id])
+    status = derive_status(job_counts(session, [job_id])[job_id])
     if status != job.status:
         job.status = status
         job.completed_at = utcnow() if status == "completed" else None

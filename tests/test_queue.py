@@ -247,3 +247,21 @@ def test_unconfirmed_uploads_expire_after_the_url_and_its_grace(private_database
         assert s.get(AudioFile, a_fresh[0]).processing_status == "pending"
         assert s.get(AudioFile, a_confirmed[0]).processing_status == "normalizing"
         assert job_counts(s, [job_id])[job_id].total_files == 1
+
+
+def test_a_job_read_while_its_last_file_finishes_shows_status_and_counts_together(private_database_url, job):
+    """The API loads the job row first (ownership), then its counts: the answer must not mix the two moments."""
+    from serve_app.routes.inference_jobs import job_public
+
+    org_id, job_id = job
+    (only,) = add_files(private_database_url, org_id, job_id, 1, status="pending")
+    with session_scope(private_database_url) as s:
+        assert queue_file(s, job_id, only)
+    assert claim_all(private_database_url, job_id) == {only}
+    with session_scope(private_database_url) as reader:
+        loaded = reader.get(InferenceJob, job_id)
+        assert loaded.status == "processing"
+        finish_file(private_database_url, only, error="corrupt audio")  # another process, between the two reads
+        view = job_public(reader, [loaded])[0]
+    assert (view.processed_files, view.total_files, view.failed_files) == (1, 1, 1)
+    assert (view.status, view.error_message, view.completed_at is not None) == ("completed", None, True)

@@ -72,15 +72,15 @@ def job_public(session, jobs: list[InferenceJob], *, with_files: bool = False) -
             id=job.id,
             model_id=job.model_id,
             config=job.config,
-            status=job.status,
+            status=c.status,
             total_files=c.total_files,
             processed_files=c.processed_files,
             failed_files=c.failed_files,
             total_detections=c.total_detections,
-            error_message=job.error_message,
+            error_message=c.error_message,
             created_at=job.created_at,
-            started_at=job.started_at,
-            completed_at=job.completed_at,
+            started_at=c.started_at,
+            completed_at=c.completed_at,
         )
         if with_files:
             files = session.scalars(
