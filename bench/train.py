@@ -1,8 +1,11 @@
-"""Detector training throughput: Ray Train with 1 vs 2 workers on the same window dataset.
+"""Detector training throughput: Ray Train with 1 vs 2 workers, augmentation off and on, same files.
 
-Windows/s per epoch is measured from the controller's report times (epochs 2..n, so worker
-start-up and the first epoch's dataset warm-up are excluded). The same run with use_gpu=True
-is added when the cluster has GPUs. Prints a table and writes bench/results/train.json.
+Each epoch a worker featurises and windows its files (and, with augmentation on, first
+draws their recording conditions), so the cost of augmentation is the ratio of epoch times
+of the same run with it off and on. Windows/s per epoch is measured from the controller's
+report times (epochs 2..n, so worker start-up and the first epoch are excluded). The same
+runs with use_gpu=True are added when the cluster has GPUs. Prints a table and writes
+bench/results/train.json.
 
     python bench/train.py [--clips 32] [--epochs 4] [--workers 1,2]
 """
@@ -37,20 +40,15 @@ class ReportClock(ray.train.UserCallback):
             f.write(json.dumps({"t": time.time(), "epoch": metrics[0].get("epoch")}) + "\n")
 
 
-def build_windows(n_clips: int):
-    from data_pipelines.features import compute_features
-    from data_pipelines.synth import ARTIFACT_TYPES, make_clip
-    from train_jobs.windows import WindowSpec, frame_labels, make_training_windows
+def build_files(n_clips: int):
+    from data_pipelines.synth import make_clip
+    from train_jobs.detector_data import events_json
 
-    spec = WindowSpec.from_ms(500, 250)
-    rows, feats = [], []
+    rows = []
     for seed in range(n_clips):
         clip = make_clip(seed, duration_s=15.0)
-        f = compute_features(clip.waveform)
-        feats.append(f)
-        rows += make_training_windows(f, frame_labels(f.shape[0], clip.events, ARTIFACT_TYPES), spec)
-    allf = np.concatenate(feats)
-    return rows, spec, allf.mean(0), allf.std(0) + 1e-3
+        rows.append({"audio_id": f"clip-{seed}", "waveform": clip.waveform, "events": events_json(clip.events)})
+    return rows
 
 
 def main() -> None:
@@ -61,42 +59,56 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=64)
     args = p.parse_args()
 
-    from data_pipelines.features import N_FEATURES
+    from data_pipelines.features import FEATURE_VERSION
     from data_pipelines.synth import ARTIFACT_TYPES
+    from schemas.training import TrainingConfig
+    from train_jobs.detector import make_loop_config
+    from train_jobs.detector_data import clean_feature_stats, validation_windows
     from train_jobs.detector_loop import fit_detector
-    from train_jobs.models.detector import DetectorDims
+    from train_jobs.windows import WindowSpec
 
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
-    rows, spec, mean, std = build_windows(args.clips)
+    rows = build_files(args.clips)
+    spec = WindowSpec.from_ms(500, 250)
     ds = ray.data.from_items(rows).materialize()
-    val = ray.data.from_items(rows[: max(1, len(rows) // 10)]).materialize()
+    val = validation_windows(ray.data.from_items(rows[: max(1, len(rows) // 10)]), artifact_types=ARTIFACT_TYPES, spec=spec, feature_version=FEATURE_VERSION)
+    mean, std, _ = clean_feature_stats(ds, FEATURE_VERSION)
+    n_windows = sum(spec.num_windows(-(-len(r["waveform"]) // 160)) for r in rows)
     has_gpu = bool(ray.cluster_resources().get("GPU"))
-    modes = [(int(w), False) for w in args.workers.split(",")] + ([(int(w), True) for w in args.workers.split(",")] if has_gpu else [])
-    config = {
-        "epochs": args.epochs, "learning_rate": 0.003, "batch_size": args.batch_size,
-        "dims": DetectorDims(n_features=N_FEATURES, n_classes=len(ARTIFACT_TYPES)).__dict__,
-        "artifact_types": list(ARTIFACT_TYPES), "window": spec.__dict__,
-        "feature_mean": mean.tolist(), "feature_std": std.tolist(), "seed": 0,
-    }
+    workers = [int(w) for w in args.workers.split(",")]
+    modes = [(w, False, aug) for aug in (False, True) for w in workers]
+    modes += [(w, True, aug) for aug in (False, True) for w in workers] if has_gpu else []
     tmp = Path(tempfile.mkdtemp(prefix="fathom-train-bench-"))
     table, runs = [], []
-    for workers, gpu in modes:
-        clock = tmp / f"clock-{workers}-{gpu}.jsonl"
+    for n_workers, gpu, aug in modes:
+        options = TrainingConfig(
+            artifact_types=list(ARTIFACT_TYPES), epochs=args.epochs, learning_rate=0.003, batch_size=args.batch_size,
+            augmentation={"enabled": aug},
+        )
+        config = make_loop_config(options, spec, mean, std)
+        clock = tmp / f"clock-{n_workers}-{gpu}-{aug}.jsonl"
         t0 = time.time()
-        fit_detector(ds, val, config=config, num_workers=workers, use_gpu=gpu, storage_path=str(tmp / "store"),
-                     run_name=f"bench-{workers}-{gpu}-{int(t0)}", callbacks=[ReportClock(str(clock))], max_failures=0)
+        fit_detector(ds, val, config=config, num_workers=n_workers, use_gpu=gpu, storage_path=str(tmp / "store"),
+                     run_name=f"bench-{n_workers}-{gpu}-{aug}-{int(t0)}", callbacks=[ReportClock(str(clock))], max_failures=0)
         total = time.time() - t0
         times = [json.loads(line)["t"] for line in clock.read_text().splitlines()]
         epoch_s = float(np.median(np.diff(times))) if len(times) > 1 else total
-        r = {"workers": workers, "gpu": gpu, "windows": len(rows), "epoch_s": epoch_s, "windows_per_s": len(rows) / epoch_s, "total_s": total}
+        r = {"workers": n_workers, "gpu": gpu, "augmentation": aug, "windows": n_windows, "epoch_s": epoch_s,
+             "windows_per_s": n_windows / epoch_s, "total_s": total}
         runs.append(r)
-        table.append([workers, gpu, len(rows), epoch_s, r["windows_per_s"], total])
-    base = next(r for r in runs if r["workers"] == 1 and not r["gpu"])
+        table.append([n_workers, gpu, aug, n_windows, epoch_s, r["windows_per_s"], total])
+    base = next(r for r in runs if r["workers"] == 1 and not r["gpu"] and not r["augmentation"])
     for r in runs:
         r["speedup_vs_1_cpu_worker"] = r["windows_per_s"] / base["windows_per_s"]
-    print_table(["workers", "gpu", "windows", "epoch s", "windows/s", "total s"], table)
-    print("\n".join(f"{r['workers']} worker(s){' gpu' if r['gpu'] else ''}: {r['speedup_vs_1_cpu_worker']:.2f}x of 1 CPU worker" for r in runs))
+        clean = next(c for c in runs if (c["workers"], c["gpu"], c["augmentation"]) == (r["workers"], r["gpu"], False))
+        r["epoch_time_vs_no_augmentation"] = r["epoch_s"] / clean["epoch_s"]
+    print_table(["workers", "gpu", "augmentation", "windows", "epoch s", "windows/s", "total s"], table)
+    print("\n".join(
+        f"{r['workers']} worker(s){' gpu' if r['gpu'] else ''}{' augmented' if r['augmentation'] else ''}: "
+        f"{r['speedup_vs_1_cpu_worker']:.2f}x of 1 CPU worker, epoch {r['epoch_time_vs_no_augmentation']:.2f}x of no augmentation"
+        for r in runs
+    ))
     print(f"wrote {write_results('train', {'runs': runs, 'epochs': args.epochs, 'batch_size': args.batch_size})}")
     ray.shutdown()
 

@@ -90,18 +90,19 @@ def training_log(client: Client, job_id: str, page_size: int = 100) -> list[dict
     raise AssertionError("the training log did not end")
 
 
-def register_detector(settings: Any, organization_id: str, artifact_types: list[str], **fields: Any) -> str:
+def register_detector(settings: Any, organization_id: str, artifact_types: list[str], feature_version: int | None = None, **fields: Any) -> str:
     """A detector model row plus an (untrained) checkpoint in the blob store: for API tests
-    that need a model without training one."""
+    that need a model without training one (``feature_version``: the current set unless given)."""
     from cluster.blobs import make_blob_store
     from cluster.db import init_schema
     from cluster.tables import DetectorModel, new_id
-    from data_pipelines.features import N_FEATURES
+    from data_pipelines.features import FEATURE_VERSION, feature_count
     from train_jobs.models.detector import DetectorDims, FrameDetector, save_checkpoint
     from train_jobs.windows import WindowSpec
 
-    model = FrameDetector(DetectorDims(n_features=N_FEATURES, n_classes=len(artifact_types)))
-    data = save_checkpoint(model, artifact_types=artifact_types, window=WindowSpec.from_ms(500, 250))
+    version = feature_version or FEATURE_VERSION
+    model = FrameDetector(DetectorDims(n_features=feature_count(version), n_classes=len(artifact_types)))
+    data = save_checkpoint(model, artifact_types=artifact_types, window=WindowSpec.from_ms(500, 250), feature_version=version)
     blobs = make_blob_store(settings, secret=init_schema(settings.database_url).signing_secret.encode())
     model_id = new_id()
     key = f"models/detectors/{model_id}.pt"

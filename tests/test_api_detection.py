@@ -151,6 +151,17 @@ def test_inference_config_ranges(platform, org, config):
     assert r.status_code == 422 and r.json()["detail"][0]["loc"][:2] == ["body", "config"]
 
 
+def test_a_model_trained_on_an_older_feature_set_still_detects(platform, org):
+    """Serving computes the feature set the model's checkpoint names, not the newest one."""
+    model = register_detector(platform.settings, org.org_id, TYPES, feature_version=1)
+    job_id = org.post("/api/v1/inference-jobs", json={"model_id": model}).json()["id"]
+    clip = make_clip(6, duration_s=2.0)
+    upload_inference_file(org, job_id, encode_audio(clip.waveform, clip.sample_rate, "wav"), "old-model.wav")
+    job = wait_for(lambda: (lambda j: j if j["processed_files"] == 1 else None)(get_job(org, job_id)), timeout=120, what="file processed")
+    assert (job["status"], job["failed_files"], job["files"][0]["error_message"]) == ("completed", 0, None)
+    assert job["files"][0]["duration_ms"] == 2000
+
+
 def put_file(client, job_id: str, data: bytes, name: str) -> str:
     info = client.post(f"/api/v1/inference-jobs/{job_id}/files/upload-url", json={"filename": name, "file_size_bytes": len(data)}).json()
     assert requests.post(info["upload_url"], data=info["upload_fields"], files={"file": data}, timeout=30).status_code == 204

@@ -1,6 +1,7 @@
 """The detector learns every artifact type, trained with Ray Train DDP on 2 CPU workers.
 
-Synthetic speech clips with injected artifacts -> features -> windows in a Ray Dataset
+Synthetic speech clips with injected artifacts -> file rows in a Ray Dataset (each worker
+featurises and windows its files every epoch; clean here, augmentation has its own tests)
 -> ``fit_detector`` (2 workers, gloo) -> event-based F1 on held-out clips, scored as the
 API scores it. The same run is then resumed for more epochs from its checkpoint.
 """
@@ -17,18 +18,18 @@ import pytest
 import ray
 import ray.train
 
-from data_pipelines.features import N_FEATURES, compute_features
+from data_pipelines.features import FEATURE_VERSION, N_FEATURES, compute_features
 from data_pipelines.synth import ARTIFACT_TYPES, make_clip
+from train_jobs.detector_data import events_json, events_of, validation_windows
 from train_jobs.detector_eval import evaluate_detector
 from train_jobs.detector_loop import checkpoint_bytes, fit_detector
 from train_jobs.models.detector import feature_stats, load_checkpoint
-from train_jobs.windows import WindowSpec, frame_labels, make_training_windows
+from train_jobs.windows import WindowSpec
 
 N_TRAIN_CLIPS = 24
 N_HELDOUT_CLIPS = 8
 FIRST_EPOCHS = 8
 RESUMED_EPOCHS = 10
-TRAIN_STRIDE_MS = 100  # denser training windows than the 250 ms inference stride
 MIN_EVENT_F1 = 0.8
 
 pytestmark = pytest.mark.slow
@@ -55,31 +56,39 @@ class _ReportLog(ray.train.UserCallback):
             f.write(json.dumps(metrics[0]) + "\n")
 
 
-def _clips(seeds):
-    out = []
+def _file_rows(seeds) -> list[dict]:
+    rows = []
     for seed in seeds:
         clip = make_clip(seed)
-        out.append((compute_features(clip.waveform), clip.events))
-    return out
+        rows.append({"audio_id": f"clip-{seed}", "waveform": clip.waveform, "events": events_json(clip.events)})
+    return rows
 
 
-def _window_dataset(clips, spec: WindowSpec):
-    """One row per clip (features, frame targets), expanded to windows by Ray Data."""
-    rows = [{"features": f, "labels": frame_labels(len(f), events, ARTIFACT_TYPES)} for f, events in clips]
-    return (
-        ray.data.from_items(rows)
-        .flat_map(lambda row: make_training_windows(row["features"], row["labels"], spec))
-        .materialize()
-    )
+def _training_config(**overrides) -> dict:
+    spec = WindowSpec.from_ms()
+    return {
+        "epochs": 2,
+        "learning_rate": 1e-3,
+        "batch_size": 8,
+        "dims": {"n_features": N_FEATURES, "n_classes": len(ARTIFACT_TYPES), "channels": 16, "hidden": 16},
+        "artifact_types": list(ARTIFACT_TYPES),
+        "window": vars(spec),
+        "feature_mean": [0.0] * N_FEATURES,
+        "feature_std": [1.0] * N_FEATURES,
+        "seed": 0,
+        "feature_version": FEATURE_VERSION,
+        "augmentation": None,
+        **overrides,
+    }
 
 
 def test_detector_learns_every_artifact_type_and_resumes(ray_cluster, tmp_path):
-    clips = _clips(range(100, 100 + N_TRAIN_CLIPS + N_HELDOUT_CLIPS))
-    train, heldout = clips[:N_TRAIN_CLIPS], clips[N_TRAIN_CLIPS:]
+    rows = _file_rows(range(100, 100 + N_TRAIN_CLIPS + N_HELDOUT_CLIPS))
     spec = WindowSpec.from_ms()
-    train_ds = _window_dataset(train, WindowSpec.from_ms(stride_ms=TRAIN_STRIDE_MS))
-    val_ds = _window_dataset(heldout, spec)
-    mean, std = feature_stats(f for f, _ in train)
+    train_ds = ray.data.from_items(rows[:N_TRAIN_CLIPS]).materialize()
+    val_ds = validation_windows(ray.data.from_items(rows[N_TRAIN_CLIPS:]), artifact_types=ARTIFACT_TYPES, spec=spec, feature_version=FEATURE_VERSION)
+    heldout = [(compute_features(make_clip(s).waveform), make_clip(s).events) for s in range(100 + N_TRAIN_CLIPS, 100 + N_TRAIN_CLIPS + N_HELDOUT_CLIPS)]
+    mean, std = feature_stats(compute_features(r["waveform"]) for r in rows[:N_TRAIN_CLIPS])
     config = {
         "epochs": FIRST_EPOCHS,
         "learning_rate": 3e-3,
@@ -90,6 +99,8 @@ def test_detector_learns_every_artifact_type_and_resumes(ray_cluster, tmp_path):
         "feature_mean": mean.tolist(),
         "feature_std": std.tolist(),
         "seed": 0,
+        "feature_version": FEATURE_VERSION,
+        "augmentation": None,
     }
     log = tmp_path / "reports.jsonl"
     fit = dict(
@@ -135,27 +146,12 @@ def test_detector_learns_every_artifact_type_and_resumes(ray_cluster, tmp_path):
 
 def test_zero_workers_train_in_process(ray_cluster, tmp_path):
     """Train V2 local mode: the same loop in this process, no controller, no persisted checkpoints."""
-    rng = np.random.default_rng(0)
-    spec = WindowSpec.from_ms()
-    rows = []
-    for _ in range(3):
-        feats = rng.normal(size=(300, N_FEATURES)).astype(np.float32)
-        labels = (rng.random((300, len(ARTIFACT_TYPES))) < 0.1).astype(np.float32)
-        rows += make_training_windows(feats, labels, spec)
+    rows = _file_rows(range(3))
     ds = ray.data.from_items(rows)
-    config = {
-        "epochs": 2,
-        "learning_rate": 1e-3,
-        "batch_size": 8,
-        "dims": {"n_features": N_FEATURES, "n_classes": len(ARTIFACT_TYPES), "channels": 16, "hidden": 16},
-        "artifact_types": list(ARTIFACT_TYPES),
-        "window": vars(spec),
-        "feature_mean": [0.0] * N_FEATURES,
-        "feature_std": [1.0] * N_FEATURES,
-        "seed": 0,
-    }
+    val = validation_windows(ds, artifact_types=ARTIFACT_TYPES, spec=WindowSpec.from_ms(), feature_version=FEATURE_VERSION)
+    config = _training_config(augmentation={"enabled": True})
     result = fit_detector(
-        ds, ds, config=config, num_workers=0, use_gpu=False, storage_path=str(tmp_path), run_name="local"
+        ds, val, config=config, num_workers=0, use_gpu=False, storage_path=str(tmp_path), run_name="local"
     )
     try:
         assert result.metrics["epoch"] == 2 and np.isfinite(result.metrics["val_loss"])
@@ -163,3 +159,48 @@ def test_zero_workers_train_in_process(ray_cluster, tmp_path):
         assert meta.extra["epoch"] == 2 and meta.dims.channels == 16
     finally:
         shutil.rmtree(result.checkpoint.path, ignore_errors=True)
+
+
+HARD_TRAIN_CLIPS = 36
+HARD_HELDOUT_CLIPS = 10
+HARD_EPOCHS = 20
+HARD_MACRO_F1 = 0.85  # the baseline (feature set 1, no augmentation) scores 0.58 here: bench/robustness.py
+HARD_CLASS_F1 = 0.75
+ALL_GLITCHES = ("dropout", "click", "short_dropout", "lone_click")
+
+
+def test_trained_on_clean_files_it_holds_under_real_world_conditions(ray_cluster, tmp_path):
+    """The job's defaults (feature set 2, augmentation on), clean training files, held-out files under
+    the real_world preset: noise, room tone, telephone band, codecs, gain and limiting it never heard."""
+    from data_pipelines.condition_chain import preset
+    from schemas.training import TrainingConfig
+    from train_jobs.detector import make_loop_config
+    from train_jobs.detector_data import clean_feature_stats
+
+    def rows(seeds, conditions=None):
+        out = []
+        for seed in seeds:
+            clip = make_clip(seed, glitch_kinds=ALL_GLITCHES, conditions=conditions)
+            out.append({"audio_id": f"clip-{seed}", "waveform": clip.waveform, "events": events_json(clip.events)})
+        return out
+
+    options = TrainingConfig(artifact_types=list(ARTIFACT_TYPES), epochs=HARD_EPOCHS)
+    assert options.augmentation.enabled
+    spec = WindowSpec.from_ms(options.chunk_size_ms, options.stride_ms)
+    train_ds = ray.data.from_items(rows(range(400, 400 + HARD_TRAIN_CLIPS))).materialize()
+    val = validation_windows(ray.data.from_items(rows(range(480, 484))), artifact_types=ARTIFACT_TYPES, spec=spec, feature_version=FEATURE_VERSION)
+    mean, std, _ = clean_feature_stats(train_ds, FEATURE_VERSION)
+    result = fit_detector(
+        train_ds, val, config=make_loop_config(options, spec, mean, std), num_workers=2, use_gpu=False,
+        storage_path=str(tmp_path / "runs"), run_name="detector-hard",
+    )
+    model, meta = load_checkpoint(checkpoint_bytes(result.checkpoint))
+    heldout = [
+        (compute_features(r["waveform"], version=meta.feature_version), events_of(r["events"]))
+        for r in rows(range(20_000, 20_000 + HARD_HELDOUT_CLIPS), preset("real_world"))
+    ]
+    scores = evaluate_detector(model, meta, heldout)
+    per_class = {t: round(scores["per_class"][t]["f1_score"], 3) for t in ARTIFACT_TYPES}
+    print(f"real_world held-out event F1 per class {per_class}")
+    assert np.mean(list(per_class.values())) >= HARD_MACRO_F1, per_class
+    assert all(f1 >= HARD_CLASS_F1 for f1 in per_class.values()), per_class

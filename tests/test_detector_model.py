@@ -68,6 +68,23 @@ def test_checkpoint_round_trip_gives_identical_outputs():
     assert torch.equal(loaded.feature_std, model.feature_std)
 
 
+def test_a_checkpoint_without_a_feature_set_reads_as_set_1():
+    """Checkpoints written before feature set 2 name none; they were trained on set 1."""
+    import io
+
+    from data_pipelines.features import FEATURE_VERSION, feature_count
+
+    old = FrameDetector(DetectorDims(n_features=feature_count(1), n_classes=len(TYPES)))
+    raw = torch.load(io.BytesIO(save_checkpoint(old, artifact_types=TYPES, window=SPEC, feature_version=1)), weights_only=True)
+    raw.pop("feature_version")
+    buffer = io.BytesIO()
+    torch.save(raw, buffer)
+    assert load_checkpoint(buffer.getvalue())[1].feature_version == 1
+    assert load_checkpoint(save_checkpoint(_model(), artifact_types=TYPES, window=SPEC))[1].feature_version == FEATURE_VERSION
+    with pytest.raises(ValueError, match="feature set 1 has 72 columns"):
+        save_checkpoint(_model(), artifact_types=TYPES, window=SPEC, feature_version=1)
+
+
 def test_checkpoint_rejects_bad_inputs():
     with pytest.raises(ValueError, match="checkpoint"):
         load_checkpoint(b"not a checkpoint")

@@ -9,10 +9,12 @@ from data_pipelines.audio import SAMPLE_RATE, decode_audio, encode_audio
 from data_pipelines.features import (
     FRAME_HOP_MS,
     HOP_LENGTH,
+    FEATURE_VERSIONS,
     N_FEATURES,
     N_MELS,
     N_STATS,
     STAT_NAMES,
+    TRANSIENT_NAMES,
     compute_features,
     frame_count,
 )
@@ -26,7 +28,8 @@ def _stat(feats: np.ndarray, name: str) -> np.ndarray:
 def test_constants_agree():
     assert (FRAME_HOP_MS, HOP_LENGTH, features.WIN_LENGTH, features.N_FFT, N_MELS) == (10, 160, 400, 512, 64)
     assert HOP_LENGTH == SAMPLE_RATE * FRAME_HOP_MS // 1000
-    assert N_FEATURES == N_MELS + N_STATS == N_MELS + len(STAT_NAMES)
+    assert FEATURE_VERSIONS == {1: N_MELS + N_STATS, 2: N_MELS + N_STATS + len(TRANSIENT_NAMES)}
+    assert N_FEATURES == FEATURE_VERSIONS[2]
 
 
 @pytest.mark.parametrize(("n", "frames"), [(0, 0), (1, 1), (159, 1), (160, 1), (161, 2), (16000, 100), (16001, 101)])
@@ -149,3 +152,50 @@ def test_rejects_bad_input():
         compute_features(np.array([0.0, np.nan], np.float32))
     with pytest.raises(ValueError):
         frame_count(-1)
+
+
+def _transient(feats: np.ndarray, name: str) -> np.ndarray:
+    return feats[:, N_MELS + N_STATS + TRANSIENT_NAMES.index(name)]
+
+
+def _voiced(seconds: float, seed: int = 0) -> np.ndarray:
+    """A vowel-like harmonic tone with a little noise, -12 dBFS."""
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    rng = np.random.default_rng(seed)
+    x = sum(np.sin(2 * np.pi * 140 * k * t + rng.uniform(0, 6)) / k for k in range(1, 12))
+    return (0.25 * x / np.abs(x).max() + rng.normal(0, 1e-3, t.size)).astype(np.float32)
+
+
+def test_feature_set_1_is_the_first_columns_of_set_2():
+    x = make_clip(11, duration_s=3.0).waveform
+    assert np.array_equal(compute_features(x, version=1), compute_features(x)[:, : FEATURE_VERSIONS[1]])
+    with pytest.raises(ValueError, match="unknown feature set 3"):
+        compute_features(x, version=3)
+
+
+@pytest.mark.parametrize("length_ms", [3, 5, 8])
+def test_a_few_ms_dropout_inside_speech_shows_on_its_own_frame(length_ms):
+    """A dropout that barely moves a 10 ms frame's RMS is plain in its 1 ms statistics."""
+    x = _voiced(1.0)
+    start = 50 * HOP_LENGTH + 16  # inside frame 50
+    y = x.copy()
+    y[start : start + length_ms * 16] = 0.0
+    fx, fy = compute_features(x), compute_features(y)
+    if length_ms <= 5:
+        assert abs(_stat(fy, "log_rms")[50] - _stat(fx, "log_rms")[50]) < 0.8  # 10 ms RMS: under 7 dB
+    assert _transient(fy, "quiet_run")[50] >= (length_ms * 16 - 4) / HOP_LENGTH
+    assert _transient(fx, "quiet_run").max() < 0.1  # speech alone never runs quiet that long
+    assert _transient(fy, "log_sub_rms_min")[50] < _transient(fx, "log_sub_rms_min")[50] - 3
+    assert _transient(fy, "sub_rms_jump")[50] > 2 * _transient(fx, "sub_rms_jump").max()
+    untouched = np.r_[0:48, 53 : fx.shape[0]]
+    np.testing.assert_allclose(fy[untouched, N_MELS:], fx[untouched, N_MELS:], atol=1e-5)
+
+
+def test_a_2ms_click_lifts_peakiness_and_the_loudest_sub_block():
+    x = _voiced(1.0, seed=1)
+    y = x.copy()
+    at = 70 * HOP_LENGTH + 100
+    y[at : at + 32] += np.linspace(0.9, -0.9, 32, dtype=np.float32)  # a 2 ms click
+    fx, fy = compute_features(x), compute_features(y)
+    assert _transient(fy, "step_peakiness")[70] > _transient(fx, "step_peakiness").max() + 0.5
+    assert _transient(fy, "log_sub_rms_max")[70] > _transient(fx, "log_sub_rms_max").max() + 0.5

@@ -5,10 +5,11 @@ Launched by ``POST /api/v1/training-jobs`` (``--job-id``) or by hand::
     ray job submit --working-dir . -- python -m train_jobs.detector \
         --dataset-id D --annotation-set-id A --artifact-types glitch,long_pause --epochs 20
 
-Either way it records the job, reads the dataset's feature shards with Ray Data, trains
-with Ray Train (DDP over ``num_workers``, GPUs when present, a checkpoint every epoch,
-restarts from the latest checkpoint after a worker failure), evaluates event-based on
-the validation files and registers the model.
+Either way it records the job, decodes the dataset's files with Ray Data, trains with
+Ray Train (DDP over ``num_workers``, GPUs when present, a checkpoint every epoch, restarts
+from the latest checkpoint after a worker failure) on training files augmented afresh each
+epoch (``train_jobs.detector_data``), evaluates event-based on the clean validation files
+and registers the model.
 """
 
 from __future__ import annotations
@@ -18,25 +19,27 @@ import logging
 import os
 import random
 import sys
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 import ray
 
 from cluster.blobs import make_blob_store
-from cluster.db import init_schema, session_scope
+from cluster.db import init_schema, session_scope, signing_secret
 from cluster.launcher import current_submission_id
 from cluster.tables import Annotation, AnnotationSet, AudioFile, DetectorModel, TrainingJob, new_id
 from cluster.training import JobCancelled, complete_with_model, fail_job, mark_running, report_progress
 from data_pipelines.events import Event
-from data_pipelines.shards import read_feature_dataset, read_feature_shard, row_to_features
+from data_pipelines.features import FEATURE_VERSION, compute_features
 from schemas.settings import Settings
 from schemas.training import TrainingConfig
 from train_jobs.detector_eval import evaluate_detector
 from train_jobs.detector_loop import checkpoint_bytes, fit_detector
 from train_jobs.models.detector import DetectorDims, load_checkpoint
 from train_jobs.progress import ProgressCallback
-from train_jobs.windows import WindowSpec, frame_labels, make_training_windows
+from train_jobs.detector_data import audio_dataset, clean_feature_stats, events_of, validation_windows
+from train_jobs.windows import WindowSpec
 
 log = logging.getLogger("fathom.train.detector")
 
@@ -96,34 +99,10 @@ def load_job_inputs(settings: Settings, job_id: str) -> dict[str, Any]:
         return {
             "job": {"organization_id": job.organization_id, "dataset_id": job.dataset_id},
             "config": config,
-            "features_keys": {f.id: f.features_key for f in files},
+            "blob_keys": {f.id: f.blob_key for f in files},
             "durations_ms": {f.id: int(f.duration_ms or 0) for f in files},
             "events": events,
         }
-
-
-def feature_stats(blobs, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-dimension mean/std over the training files, stored in the checkpoint."""
-
-    @ray.remote(num_cpus=1)
-    def partial(key: str) -> tuple[np.ndarray, np.ndarray, int]:
-        f = read_feature_shard(blobs, key).astype(np.float64)
-        return f.sum(0), (f**2).sum(0), f.shape[0]
-
-    parts = ray.get([partial.remote(k) for k in keys])
-    total = sum(p[2] for p in parts)
-    mean = sum(p[0] for p in parts) / total
-    var = sum(p[1] for p in parts) / total - mean**2
-    return mean.astype(np.float32), np.sqrt(np.maximum(var, 1e-8)).astype(np.float32)
-
-
-def window_dataset(blobs, keys: dict[str, str], events: dict[str, list[Event]], types: list[str], spec: WindowSpec):
-    def to_windows(row: dict[str, Any]) -> list[dict[str, Any]]:
-        audio_id, feats = row_to_features(row)
-        labels = frame_labels(feats.shape[0], events[audio_id], types)
-        return make_training_windows(feats, labels, spec)
-
-    return read_feature_dataset(blobs, list(keys.values())).flat_map(to_windows)
 
 
 def resolve_gpu(config: TrainingConfig, settings: Settings) -> bool:
@@ -132,6 +111,26 @@ def resolve_gpu(config: TrainingConfig, settings: Settings) -> bool:
     if settings.use_gpu is not None:
         return settings.use_gpu
     return ray.cluster_resources().get("GPU", 0) > 0
+
+
+def make_loop_config(
+    config: TrainingConfig, spec: WindowSpec, mean: np.ndarray, std: np.ndarray, *, feature_version: int = FEATURE_VERSION
+) -> dict[str, Any]:
+    """The Ray Train loop's config for a job's training options (benchmarks use it too)."""
+    aug = config.augmentation
+    return {
+        "epochs": config.epochs,
+        "learning_rate": config.learning_rate,
+        "batch_size": config.batch_size,
+        "dims": asdict(DetectorDims(n_features=int(mean.shape[0]), n_classes=len(config.artifact_types))),
+        "artifact_types": list(config.artifact_types),
+        "window": asdict(spec),
+        "feature_mean": mean.tolist(),
+        "feature_std": std.tolist(),
+        "seed": config.seed,
+        "feature_version": feature_version,
+        "augmentation": aug.model_dump(mode="json") if aug.enabled else None,
+    }
 
 
 def evaluation_summary(metrics: dict[str, Any]) -> str:
@@ -149,7 +148,7 @@ def train(settings: Settings, job_id: str) -> str:
     inputs = load_job_inputs(settings, job_id)
     config: TrainingConfig = inputs["config"]
     types = list(config.artifact_types)
-    train_ids, val_ids = split_files(list(inputs["features_keys"]), config.validation_split, config.seed)
+    train_ids, val_ids = split_files(list(inputs["blob_keys"]), config.validation_split, config.seed)
     minutes = sum(inputs["durations_ms"][i] for i in train_ids) / 60000
     report_progress(
         url,
@@ -159,34 +158,27 @@ def train(settings: Settings, job_id: str) -> str:
         f"files; types {', '.join(types)}; windows of {config.chunk_size_ms} ms every {config.stride_ms} ms",
     )
 
-    keys = inputs["features_keys"]
+    secret = signing_secret(url)
+    blob_keys, events = inputs["blob_keys"], inputs["events"]
     spec = WindowSpec.from_ms(config.chunk_size_ms, config.stride_ms)
-    mean, std = feature_stats(blobs, [keys[i] for i in train_ids])
-    train_ds = window_dataset(blobs, {i: keys[i] for i in train_ids}, inputs["events"], types, spec)
-    val_ds = window_dataset(blobs, {i: keys[i] for i in val_ids}, inputs["events"], types, spec)
+    train_audio = audio_dataset(settings, secret, [(i, blob_keys[i], events[i]) for i in train_ids])
+    val_audio = audio_dataset(settings, secret, [(i, blob_keys[i], events[i]) for i in val_ids])
+    mean, std, _ = clean_feature_stats(train_audio, FEATURE_VERSION)
+    val_ds = validation_windows(val_audio, artifact_types=types, spec=spec, feature_version=FEATURE_VERSION)
+    aug = config.augmentation
     num_workers = config.num_workers if config.num_workers is not None else settings.train_num_workers
     use_gpu = resolve_gpu(config, settings)
     report_progress(
         url,
         job_id,
         progress=5.0,
-        message=f"training {config.epochs} epochs on {max(num_workers, 1)} Ray Train worker(s), {'GPU' if use_gpu else 'CPU'}",
+        message=f"training {config.epochs} epochs on {max(num_workers, 1)} Ray Train worker(s), {'GPU' if use_gpu else 'CPU'}; "
+        + ("augmentation on: each epoch draws new noise, band, gain and codec per file" if aug.enabled else "augmentation off"),
     )
 
-    n_features = int(mean.shape[0])
-    loop_config = {
-        "epochs": config.epochs,
-        "learning_rate": config.learning_rate,
-        "batch_size": config.batch_size,
-        "dims": DetectorDims(n_features=n_features, n_classes=len(types)).__dict__,
-        "artifact_types": types,
-        "window": spec.__dict__,
-        "feature_mean": mean.tolist(),
-        "feature_std": std.tolist(),
-        "seed": config.seed,
-    }
+    loop_config = make_loop_config(config, spec, mean, std)
     result = fit_detector(
-        train_ds,
+        train_audio,
         val_ds,
         config=loop_config,
         num_workers=num_workers,
@@ -202,7 +194,10 @@ def train(settings: Settings, job_id: str) -> str:
 
     report_progress(url, job_id, progress=92.0, message=f"evaluating on {len(val_ids)} validation files")
     model, meta = load_checkpoint(model_bytes)
-    val_files = [(read_feature_shard(blobs, keys[i]), inputs["events"][i]) for i in val_ids]
+    val_files = [
+        (compute_features(np.asarray(r["waveform"], np.float32), version=meta.feature_version), events_of(r["events"]))
+        for r in val_audio.take_all()
+    ]
     eval_metrics = evaluate_detector(model, meta, val_files)
     report_progress(url, job_id, progress=96.0, message=evaluation_summary(eval_metrics))
 

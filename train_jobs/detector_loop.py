@@ -1,8 +1,11 @@
 """Ray Train (V2) loop for the frame-level artifact detector.
 
-Each worker reads its shard of the ``"train"`` and ``"val"`` window datasets (rows
-``{"x": [W, F], "y": [chunk, C]}`` from ``train_jobs.windows.make_training_windows``),
-trains a DDP-wrapped ``FrameDetector`` with class-weighted BCE on the chunk frames only,
+Each worker reads its shard of the ``"train"`` files (rows ``{"audio_id", "waveform",
+"events"}`` from ``train_jobs.detector_data.audio_dataset``), which it augments, featurises
+and windows afresh every epoch, and of the clean ``"val"`` windows (rows ``{"x": [W, F],
+"y": [chunk, C]}``). It trains a DDP-wrapped ``FrameDetector`` with class-weighted BCE on
+the chunk frames only (files yield unequal window counts per rank: DDP's ``Join`` covers
+the ranks that run out first),
 and reports once per epoch from every rank. NaN targets (chunk frames past the end of
 a file) count in neither the loss nor the frame scores. Rank 0 attaches a checkpoint directory
 holding the self-contained model bytes plus the optimizer state, so a restarted or
@@ -11,6 +14,7 @@ re-launched run (same ``storage_path`` + ``name``) continues at the next epoch.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
@@ -24,6 +28,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from data_pipelines.features import feature_count
+from schemas.training import DetectorAugmentation
+from train_jobs.detector_data import label_counts, training_batches, training_conditions
 from train_jobs.models.detector import DetectorDims, FrameDetector, load_checkpoint, save_checkpoint
 from train_jobs.windows import WindowSpec
 
@@ -33,14 +40,16 @@ CHECKPOINTS_KEPT = 2  # latest checkpoints retained in storage
 WEIGHT_DECAY = 1e-2  # AdamW
 GRAD_CLIP_NORM = 1.0  # global L2 norm; keeps the GRU stable at high learning rates
 MIN_LR_FRACTION = 0.05  # cosine schedule floor, as a fraction of learning_rate
-MAX_POS_WEIGHT = 50.0  # cap on sqrt(negative/positive) frame ratio per class
-SHUFFLE_BUFFER_BATCHES = 8  # local shuffle buffer, in batches
+# Positive frames weigh (negative / positive frames) ** POS_WEIGHT_POWER, capped: rare types
+# (a glitch is 1 % of frames) still count, without trading most of their precision for recall.
+POS_WEIGHT_POWER = 0.25
+MAX_POS_WEIGHT = 50.0
 PREDICT_THRESHOLD = 0.5  # frame probability above which a frame counts as detected
 
 REQUIRED_CONFIG_KEYS = (
     "epochs", "learning_rate", "batch_size", "dims", "artifact_types",
-    "window", "feature_mean", "feature_std", "seed",
-)  # fmt: skip
+    "window", "feature_mean", "feature_std", "seed", "feature_version", "augmentation",
+)  # fmt: skip; optional: "pos_weight_power" (default POS_WEIGHT_POWER)
 
 
 def validate_config(config: Mapping[str, Any]) -> tuple[DetectorDims, WindowSpec]:
@@ -57,6 +66,10 @@ def validate_config(config: Mapping[str, Any]) -> tuple[DetectorDims, WindowSpec
         raise ValueError(
             f"artifact_types {list(config['artifact_types'])} do not match dims.n_classes={dims.n_classes}"
         )
+    if feature_count(int(config["feature_version"])) != dims.n_features:
+        raise ValueError(f"feature set {config['feature_version']} does not have dims.n_features={dims.n_features} columns")
+    if config["augmentation"] is not None:
+        DetectorAugmentation.model_validate(config["augmentation"])
     for key in ("feature_mean", "feature_std"):
         if len(config[key]) != dims.n_features:
             raise ValueError(f"{key} has {len(config[key])} values; dims.n_features is {dims.n_features}")
@@ -77,17 +90,12 @@ def _epoch_lr(base_lr: float, epoch: int, epochs: int) -> float:
     return base_lr * (MIN_LR_FRACTION + (1 - MIN_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def _positive_weights(shard, batch_size: int, n_classes: int, device: torch.device) -> torch.Tensor:
-    """Per-class BCE pos_weight sqrt(neg/pos) over all ranks' training frames, in [1, MAX_POS_WEIGHT]."""
-    counts = torch.zeros(2, n_classes, dtype=torch.float64, device=device)  # positive, labelled frames
-    for batch in shard.iter_torch_batches(batch_size=batch_size, dtypes=torch.float32, device=device):
-        y = batch["y"].reshape(-1, n_classes)
-        counts[0] += torch.nansum(y, dim=0).double()
-        counts[1] += (~torch.isnan(y)).sum(0).double()
-    counts = _all_reduce_sum(counts)
+def _positive_weights(shard, artifact_types: Sequence[str], device: torch.device, power: float = POS_WEIGHT_POWER) -> torch.Tensor:
+    """Per-class BCE pos_weight (neg/pos) ** POS_WEIGHT_POWER over all ranks' training frames, in [1, MAX_POS_WEIGHT]."""
+    counts = _all_reduce_sum(torch.as_tensor(label_counts(shard, artifact_types), dtype=torch.float64, device=device))
     pos = counts[0].clamp_min(1.0)
     ratio = (counts[1] - pos).clamp_min(1.0) / pos
-    return ratio.sqrt().clamp(1.0, MAX_POS_WEIGHT).float()
+    return ratio.pow(power).clamp(1.0, MAX_POS_WEIGHT).float()
 
 
 def _masked_bce(logits: torch.Tensor, y: torch.Tensor, pos_weight: torch.Tensor | None) -> torch.Tensor:
@@ -99,17 +107,22 @@ def _masked_bce(logits: torch.Tensor, y: torch.Tensor, pos_weight: torch.Tensor 
     return (loss * labelled).sum() / labelled.sum().clamp_min(1)
 
 
-def _run_epoch(model, shard, *, pos_weight, window: WindowSpec, batch_size: int, optimizer=None, n_classes: int, device):
-    """One pass over a shard; trains when given an optimizer. Returns [loss sum, batches], TP/FP/FN [3, C]."""
+def _joined(model):
+    """DDP's Join when several ranks train (their files give unequal batch counts), else nothing."""
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        from torch.distributed.algorithms.join import Join
+
+        return Join([model])
+    return contextlib.nullcontext()
+
+
+def _run_epoch(model, batches, *, pos_weight, window: WindowSpec, optimizer=None, n_classes: int, device):
+    """One pass over ``batches``; trains when given an optimizer. Returns this rank's [loss sum, batches], TP/FP/FN [3, C]."""
     ctx, chunk = window.context_frames, window.chunk_frames
     training = optimizer is not None
     model.train(training)
     loss_sum = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, batches
     counts = torch.zeros(3, n_classes, dtype=torch.float64, device=device)  # TP, FP, FN
-    shuffle = batch_size * SHUFFLE_BUFFER_BATCHES if training else None
-    batches = shard.iter_torch_batches(
-        batch_size=batch_size, dtypes=torch.float32, device=device, local_shuffle_buffer_size=shuffle
-    )
     for batch in batches:
         x, y = batch["x"], batch["y"]
         with torch.set_grad_enabled(training):
@@ -129,7 +142,7 @@ def _run_epoch(model, shard, *, pos_weight, window: WindowSpec, batch_size: int,
             counts[2] += (~pred & truth).sum((0, 1)).double()
             loss_sum[0] += loss.detach().double()
             loss_sum[1] += 1
-    return _all_reduce_sum(loss_sum), _all_reduce_sum(counts)
+    return loss_sum, counts  # this rank's: reduced by the caller, outside any Join
 
 
 def _f1(counts: torch.Tensor) -> np.ndarray:
@@ -141,7 +154,8 @@ def _f1(counts: torch.Tensor) -> np.ndarray:
 def _write_checkpoint_dir(model, optimizer, *, epoch: int, pos_weight, config: Mapping[str, Any], window) -> str:
     directory = tempfile.mkdtemp(prefix="fathom-detector-ckpt-")
     model_bytes = save_checkpoint(
-        model, artifact_types=config["artifact_types"], window=window, extra={"epoch": epoch}
+        model, artifact_types=config["artifact_types"], window=window, extra={"epoch": epoch},
+        feature_version=int(config["feature_version"]),
     )
     with open(os.path.join(directory, MODEL_FILE), "wb") as f:
         f.write(model_bytes)
@@ -179,16 +193,28 @@ def train_loop_per_worker(config: dict) -> None:
         optimizer.load_state_dict(train_state["optimizer"])
         pos_weight = train_state["pos_weight"].to(device)
     else:
-        pos_weight = _positive_weights(train_shard, batch_size, dims.n_classes, device)
+        pos_weight = _positive_weights(train_shard, artifact_types, device, float(config.get("pos_weight_power", POS_WEIGHT_POWER)))
+    aug = config["augmentation"]
+    aug = DetectorAugmentation.model_validate(aug) if aug else DetectorAugmentation(enabled=False)
+    conditions = training_conditions(aug) if aug.enabled else None
+    seed, feature_version = int(config["seed"]), int(config["feature_version"])
 
     previous_dir = None
     for epoch in range(start_epoch, epochs + 1):
         for group in optimizer.param_groups:
             group["lr"] = _epoch_lr(float(config["learning_rate"]), epoch, epochs)
-        common = dict(window=window, batch_size=batch_size, n_classes=dims.n_classes, device=device)
-        train_loss, _ = _run_epoch(model, train_shard, pos_weight=pos_weight, optimizer=optimizer, **common)
+        common = dict(window=window, n_classes=dims.n_classes, device=device)
+        train_batches = training_batches(
+            train_shard, epoch=epoch, seed=seed, rank=rank, batch_size=batch_size, artifact_types=artifact_types,
+            spec=window, feature_version=feature_version, conditions=conditions, device=device,
+            augment_probability=aug.probability,
+        )
+        with _joined(model):
+            train_loss, _ = _run_epoch(model, train_batches, pos_weight=pos_weight, optimizer=optimizer, **common)
+        train_loss = _all_reduce_sum(train_loss)
         # validation loss unweighted: comparable across runs and datasets
-        val_loss, val_counts = _run_epoch(model, val_shard, pos_weight=None, **common)
+        val_batches = val_shard.iter_torch_batches(batch_size=batch_size, dtypes=torch.float32, device=device)
+        val_loss, val_counts = map(_all_reduce_sum, _run_epoch(model, val_batches, pos_weight=None, **common))
         f1 = _f1(val_counts)
         metrics = {
             "epoch": epoch,

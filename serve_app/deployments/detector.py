@@ -45,6 +45,7 @@ class _Loaded:
     model: torch.nn.Module
     artifact_types: list[str]
     window: Any
+    feature_version: int
 
     def __del__(self) -> None:  # eviction from the multiplex cache: free accelerator memory
         if torch.cuda.is_available():
@@ -91,7 +92,7 @@ class Detector:
             key = row.checkpoint_key
         model, meta = load_checkpoint(self.blobs.get_bytes(key), map_location="cpu")
         model.to(self.device).eval()
-        return _Loaded(model, list(meta.artifact_types), meta.window)
+        return _Loaded(model, list(meta.artifact_types), meta.window, meta.feature_version)
 
     async def detect(
         self, audio: bytes | np.ndarray, model_id: str | None = None, config: dict[str, Any] | None = None
@@ -106,7 +107,7 @@ class Detector:
             raise ModelUnavailable("no model_id given (argument or multiplexed_model_id)")
         cfg = InferenceConfig.model_validate(config or {})
         loaded = await self.get_model(model_id)
-        features, duration_ms = await asyncio.to_thread(self._features, audio)
+        features, duration_ms = await asyncio.to_thread(self._features, audio, loaded.feature_version)
         windows = split_windows(features, loaded.window)
         if self.batching:
             chunk_probs = await self._forward_batch((model_id, windows))
@@ -127,14 +128,14 @@ class Detector:
         ]
         return {"duration_ms": duration_ms, "detections": detections}
 
-    def _features(self, audio: bytes | np.ndarray) -> tuple[np.ndarray, int]:
+    def _features(self, audio: bytes | np.ndarray, feature_version: int) -> tuple[np.ndarray, int]:
         if isinstance(audio, (bytes, bytearray, memoryview)):
             decoded = decode_audio(bytes(audio), max_seconds=self.settings.max_audio_seconds)
             wave, duration_ms = decoded.waveform, decoded.duration_ms
         else:
             wave = np.asarray(audio, dtype=np.float32).reshape(-1)
             duration_ms = int(round(len(wave) * 1000 / 16_000))
-        return compute_features(wave), duration_ms
+        return compute_features(wave, version=feature_version), duration_ms
 
     @serve.batch(
         max_batch_size=DEFAULT_MAX_BATCH_SIZE, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_S, max_concurrent_batches=CONCURRENT_BATCHES

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from data_pipelines.features import FEATURE_VERSION, feature_count
 from train_jobs.windows import WindowSpec
 
 CHECKPOINT_FORMAT = 1  # bumped when the checkpoint layout changes
@@ -54,12 +55,13 @@ class DetectorDims:
 
 @dataclass(frozen=True)
 class DetectorMeta:
-    """What travels with the weights: dims, class order, window geometry, free-form extras."""
+    """What travels with the weights: dims, class order, window geometry, feature set, free-form extras."""
 
     dims: DetectorDims
     artifact_types: tuple[str, ...]
     window: WindowSpec
     extra: Mapping[str, Any] = field(default_factory=dict)
+    feature_version: int = 1  # ``compute_features(..., version=)`` the model was trained on
 
 
 class _ConvBlock(nn.Module):
@@ -151,8 +153,9 @@ def save_checkpoint(
     artifact_types: Sequence[str],
     window: WindowSpec,
     extra: Mapping[str, Any] | None = None,
+    feature_version: int = FEATURE_VERSION,
 ) -> bytes:
-    """Serialise weights + dims + class order + window spec to bytes (``torch.save``).
+    """Serialise weights + dims + class order + window spec + feature set to bytes (``torch.save``).
 
     ``extra`` must hold plain Python values (it is loaded with ``weights_only=True``).
     A DDP-wrapped model is unwrapped.
@@ -165,8 +168,14 @@ def save_checkpoint(
             f"{len(artifact_types)} artifact types {list(artifact_types)} for a model with "
             f"{module.dims.n_classes} classes"
         )
+    if feature_count(feature_version) != module.dims.n_features:
+        raise ValueError(
+            f"feature set {feature_version} has {feature_count(feature_version)} columns; "
+            f"the model takes {module.dims.n_features}"
+        )
     checkpoint = {
         "format": CHECKPOINT_FORMAT,
+        "feature_version": feature_version,
         "dims": asdict(module.dims),
         "artifact_types": list(artifact_types),
         "window": asdict(window),
@@ -202,5 +211,6 @@ def load_checkpoint(data: bytes, map_location: str | torch.device = "cpu") -> tu
         artifact_types=tuple(checkpoint["artifact_types"]),
         window=WindowSpec(**checkpoint["window"]),
         extra=checkpoint["extra"],
+        feature_version=int(checkpoint.get("feature_version", 1)),  # checkpoints before set 2 say nothing
     )
     return model, meta
