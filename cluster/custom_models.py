@@ -13,6 +13,7 @@ job, the API and the reconciler racing on one model leave exactly one outcome.
 from __future__ import annotations
 
 import logging
+import shlex
 from datetime import timedelta
 from typing import Any, NamedTuple
 
@@ -24,6 +25,7 @@ from cluster.db import session_scope
 from cluster.launcher import LaunchError, jobs_client, ray_job_id_for, submit_module
 from cluster.stt_tables import CustomModel, TrainingDataPair, TrainingLogEntry
 from cluster.tables import Organization, utcnow
+from schemas.augmentation import Augmentation
 from schemas.common import LOG_LEVELS
 from schemas.settings import Settings
 from schemas.stt import (
@@ -232,14 +234,18 @@ def begin_training(session: Session, settings: Settings, model_id: int, organiza
     return model
 
 
-def launch(session: Session, settings: Settings, model: CustomModel) -> None:
-    """Submit the run's Ray Job; on failure the model fails (status 5) and LaunchError is raised."""
+def launch(session: Session, settings: Settings, model: CustomModel, augmentation: Augmentation | None = None) -> None:
+    """Submit the run's Ray Job; on failure the model fails (status 5) and LaunchError is raised.
+
+    ``augmentation`` travels on the job's command line; None leaves the job's default.
+    """
     run = model.training_runs
+    extra = [] if augmentation is None else ["--augmentation", shlex.quote(augmentation.model_dump_json())]
     try:
         ray_job_id = submit_module(
             settings,
             STT_MODULE,
-            ["finetune", "--model-id", str(model.id)],
+            ["finetune", "--model-id", str(model.id), *extra],
             submission_id=submission_id_for(model.id, run),
             metadata={"fathom_custom_model": str(model.id), "kind": "stt", "training_run": str(run)},
         )
@@ -260,10 +266,12 @@ def launch(session: Session, settings: Settings, model: CustomModel) -> None:
     session.refresh(model)
 
 
-def start_training(session: Session, settings: Settings, model_id: int, organization_id: str) -> CustomModel:
+def start_training(
+    session: Session, settings: Settings, model_id: int, organization_id: str, augmentation: Augmentation | None = None
+) -> CustomModel:
     """POST /run: :func:`begin_training` then :func:`launch`."""
     model = begin_training(session, settings, model_id, organization_id)
-    launch(session, settings, model)
+    launch(session, settings, model, augmentation)
     return model
 
 

@@ -1,10 +1,13 @@
 """Ray Data preprocessing of a custom speech model's data: decode, resample, log-mel.
 
-One Ray Data run reads every uploaded pair from the blob store, decodes it (any supported
-format and rate, downmixed and resampled to 16 kHz), computes the model's log-mel
+A Ray Data run per split reads its uploaded pairs from the blob store, decodes them (any
+supported format and rate, downmixed and resampled to 16 kHz), computes the model's log-mel
 features and keeps them as float16 blocks in the object store; Ray Train then splits
-that materialised dataset into one shard per worker. A file that no longer decodes is
-dropped with a warning in the model's training log, never failing the run on its own.
+that materialised dataset into one shard per worker. When training augments waveforms, the
+training split keeps the decoded 16 kHz waveform instead (float16, with the pair's blob key
+as its stable id), because the training loop perturbs and featurises it afresh every epoch;
+the test split is always clean features. A file that no longer decodes is dropped with a
+warning in the model's training log, never failing the run on its own.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ BLOCKS_PER_CPU = 2
 
 @dataclass(frozen=True)
 class SttFeatures:
-    """Materialised Ray Datasets of rows {"features" float16 [T, 80], "text", "seconds"}."""
+    """Materialised Ray Datasets of rows {"features" float16 [T, 80], "text"}; with waveforms,
+    training rows are {"audio" float16 [n] at 16 kHz, "text", "id"}."""
 
     train: Any  # ray.data.Dataset
     test: Any
@@ -41,8 +45,11 @@ class SttFeatures:
     dropped: int
 
 
-def featurize_pair(row: dict[str, Any], *, settings: Settings, secret: bytes, model_id: int) -> list[dict[str, Any]]:
-    """Data flat_map: one pair -> [feature row], or [] (logged) when its audio no longer decodes."""
+def featurize_pair(
+    row: dict[str, Any], *, settings: Settings, secret: bytes, model_id: int, waveform: bool = False
+) -> list[dict[str, Any]]:
+    """Data flat_map: one pair -> [feature row] (``waveform``: [audio row]), or [] (logged) when
+    its audio no longer decodes."""
     import torch
 
     from train_jobs.models.stt import log_mel
@@ -55,13 +62,11 @@ def featurize_pair(row: dict[str, Any], *, settings: Settings, secret: bytes, mo
         log.warning("custom model %s: %s", model_id, message)
         append_log(settings.database_url, model_id, message, level="warning")
         return []
+    out = {"text": row["text"], "seconds": wave.size / 16_000}
+    if waveform:
+        return [{"audio": wave.astype(np.float16), "id": row["audio_key"], **out}]
     feats, _ = log_mel(torch.from_numpy(wave)[None], torch.tensor([wave.size]))
-    return [{
-        "features": feats[0].numpy().astype(np.float16),
-        "text": row["text"],
-        "type": row["type"],
-        "seconds": wave.size / 16_000,
-    }]
+    return [{"features": feats[0].numpy().astype(np.float16), **out}]
 
 
 def split_pairs(pairs: Sequence[DataPair], *, holdout_fraction: float, seed: int) -> tuple[list[DataPair], list[DataPair]]:
@@ -78,41 +83,50 @@ def split_pairs(pairs: Sequence[DataPair], *, holdout_fraction: float, seed: int
     return [p for i, p in enumerate(train) if i not in held], [p for i, p in enumerate(train) if i in held]
 
 
-def _is_train(row: dict[str, Any]) -> bool:
-    return row["type"] == "train"
-
-
-def _is_test(row: dict[str, Any]) -> bool:
-    return row["type"] == "test"
-
-
-def prepare_stt_features(settings: Settings, model_id: int, train: Sequence[DataPair], test: Sequence[DataPair]) -> SttFeatures:
-    """Decode and featurise both splits in one Ray Data run (Ray must be initialised)."""
+def _decode_split(settings: Settings, model_id: int, pairs: Sequence[DataPair], kind: str, *, waveform: bool):
+    """(materialised rows, row count, seconds) of one split."""
     import ray
 
-    items = [{"audio_key": p.audio_key, "text": p.transcript, "type": kind} for kind, split in (("train", train), ("test", test)) for p in split]
+    items = [{"audio_key": p.audio_key, "text": p.transcript, "type": kind} for p in pairs]
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     ds = (
         ray.data.from_items(items, override_num_blocks=max(1, min(len(items), BLOCKS_PER_CPU * cpus)))
         .flat_map(
             featurize_pair,
-            fn_kwargs={"settings": settings, "secret": signing_secret(settings.database_url), "model_id": model_id},
+            fn_kwargs={
+                "settings": settings, "secret": signing_secret(settings.database_url), "model_id": model_id,
+                "waveform": waveform,
+            },
             num_cpus=TASK_NUM_CPUS,
         )
         .materialize()
     )
+    rows = ds.count()
+    seconds = float(ds.sum("seconds") or 0.0) if rows else 0.0
+    columns = ["audio", "text", "id"] if waveform else ["features", "text"]
     # Materialised after the last operator: feeding Train then needs no Data tasks, so training
     # cannot stall when Serve replicas and Train workers hold every CPU of a small cluster.
-    columns = ["features", "text"]
-    train_ds = ds.filter(_is_train).materialize()
-    test_ds = ds.filter(_is_test).materialize()
-    train_rows, test_rows = train_ds.count(), test_ds.count()
+    return (ds.select_columns(columns).materialize() if rows else ds), rows, seconds
+
+
+def prepare_stt_features(
+    settings: Settings,
+    model_id: int,
+    train: Sequence[DataPair],
+    test: Sequence[DataPair],
+    *,
+    train_waveforms: bool = False,
+) -> SttFeatures:
+    """Decode both splits; featurise the test split, and the training split unless
+    ``train_waveforms`` (Ray must be initialised)."""
+    train_ds, train_rows, train_seconds = _decode_split(settings, model_id, train, "train", waveform=train_waveforms)
+    test_ds, test_rows, test_seconds = _decode_split(settings, model_id, test, "test", waveform=False)
     return SttFeatures(
-        train=train_ds.select_columns(columns).materialize(),
-        test=test_ds.select_columns(columns).materialize(),
-        train_seconds=float(train_ds.sum("seconds") or 0.0) if train_rows else 0.0,
-        test_seconds=float(test_ds.sum("seconds") or 0.0) if test_rows else 0.0,
+        train=train_ds,
+        test=test_ds,
+        train_seconds=train_seconds,
+        test_seconds=test_seconds,
         train_rows=train_rows,
         test_rows=test_rows,
-        dropped=len(items) - train_rows - test_rows,
+        dropped=len(train) + len(test) - train_rows - test_rows,
     )

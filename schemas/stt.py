@@ -7,6 +7,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from schemas.augmentation import Augmentation
 from schemas.common import LogEntry, Text, UTCTimestamp
 
 
@@ -90,9 +91,15 @@ class CustomModelUpdate(BaseModel):
 
 
 class RunTraining(BaseModel):
-    """The documented empty body ``{}``; it may also be omitted."""
+    """The documented empty body ``{}`` (it may also be omitted), plus this run's optional augmentation."""
 
     model_config = ConfigDict(extra="ignore")
+
+    augmentation: Augmentation = Field(
+        default_factory=Augmentation,
+        description="Perturbations drawn afresh for every training utterance in every epoch; "
+        'on by default, {"enabled": false} trains on the clean audio.',
+    )
 
 
 class TrainingLogRef(BaseModel):

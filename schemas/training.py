@@ -2,55 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
+from schemas.augmentation import DetectorAugmentation
 from schemas.common import Id, LogEntry, ORMModel, Page, Text, UTCTimestamp
 
 TrainingStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
 ACTIVE_TRAINING = ("queued", "running")  # a record in these states may still change
-
-
-def _low_high(r: tuple[float, float]) -> tuple[float, float]:
-    if r[0] > r[1]:
-        raise ValueError(f"a range is [low, high] with low <= high, got {list(r)}")
-    return r
-
-
-class DetectorAugmentation(BaseModel):
-    """Recording conditions drawn afresh for every training file in every epoch.
-
-    Each applies with its probability, at a strength drawn from its range, over the whole
-    file: the artifacts a user annotated stay where they are, under the room, line, gain and
-    codec of other recordings. Validation files are never augmented.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = True
-    probability: float = Field(
-        0.5, ge=0.0, le=1.0,
-        description="Share of training files heard under drawn conditions in an epoch; the others as uploaded.",
-    )
-    room_tone_probability: float = Field(0.3, ge=0.0, le=1.0, description="Stationary room noise at -62..-48 dBFS.")
-    noise_probability: float = Field(0.4, ge=0.0, le=1.0, description="White, pink or room noise at noise_snr_db.")
-    noise_snr_db: Annotated[tuple[float, float], AfterValidator(_low_high)] = Field(
-        (10.0, 30.0), description="[low, high] SNR re active speech, dB (each in -10..60)."
-    )
-    telephone_probability: float = Field(0.3, ge=0.0, le=1.0, description="300-3400 Hz band, mostly through 8 kHz.")
-    gain_probability: float = Field(0.5, ge=0.0, le=1.0, description="A static gain in gain_db, sometimes riding.")
-    gain_db: Annotated[tuple[float, float], AfterValidator(_low_high)] = Field(
-        (-12.0, 6.0), description="[low, high] gain, dB (each in -40..20; never past a 0.99 peak)."
-    )
-    codec_probability: float = Field(0.3, ge=0.0, le=1.0, description="An mp3, vorbis or opus round trip at a low bitrate.")
-
-    @model_validator(mode="after")
-    def _ranges(self) -> "DetectorAugmentation":
-        for name, (lo, hi) in (("noise_snr_db", (-10.0, 60.0)), ("gain_db", (-40.0, 20.0))):
-            if not all(lo <= v <= hi for v in getattr(self, name)):
-                raise ValueError(f"{name} values must lie in [{lo}, {hi}]")
-        return self
 
 
 class TrainingConfig(BaseModel):

@@ -308,6 +308,36 @@ def test_training_job_functions_drive_the_model_object(platform, org):
     assert "training_metrics" not in failed
 
 
+def test_run_takes_documented_augmentation_options(platform, org):
+    """Out-of-range options answer 422 in the v3 error shape and start nothing; valid ones reach the job."""
+    c = bearer(org)
+    mid = create(c, "augmented")["id"]
+    assert all(upload(c, mid, i).status_code == 200 for i in (0, 1))
+    for bad in (
+        {"noise": {"snr_db": [30, 10]}},
+        {"speed": {"factor": [0.5, 1.0]}},
+        {"spec_augment": {"freq_mask_bins": 200}},
+        {"codec": {"codecs": ["aac"]}},
+    ):
+        r = c.post(f"/api/v3/custom_models/{mid}/run", json={"augmentation": bad})
+        details = assert_v3_error(r, 422, "VALIDATION_ERROR")["details"]
+        assert details["errors"] and "augmentation" in r.text, r.text
+    assert c.get(f"/api/v3/custom_models/{mid}").json()["training_status"] == 2  # nothing started
+
+    spec = requests.get(platform.base_url + "/openapi.json", timeout=30).json()
+    schemas = spec["components"]["schemas"]
+    assert "augmentation" in schemas["RunTraining"]["properties"]
+    speed = schemas["SpeedAugment"]["properties"]["factor"]
+    assert [(p["minimum"], p["maximum"]) for p in speed["prefixItems"]] == [(0.8, 1.25)] * 2
+    assert schemas["NoiseAugment"]["properties"]["kinds"]["items"]["enum"] == ["white", "pink", "room"]
+
+    r = c.post(f"/api/v3/custom_models/{mid}/run", json={"augmentation": {"telephone": None, "noise": {"snr_db": [5, 15]}}})
+    assert r.status_code == 200 and r.json()["training_status"] == 3, r.text
+    entrypoint = jobs_client(platform.settings).get_job_info(_ray_job_id(platform, mid)).entrypoint
+    assert '"telephone":null' in entrypoint and '"snr_db":[5.0,15.0]' in entrypoint, entrypoint
+    stop_and_reconcile(platform, c, mid)
+
+
 def test_launch_failure_fails_the_model(platform, org):
     c = bearer(org)
     mid = create(c, "unlaunchable")["id"]

@@ -506,16 +506,17 @@ TRAINING_OUT_OF_RANGE = [  # test_api_detection.py covers epochs, validation_spl
     {"chunk_size_ms": 99}, {"chunk_size_ms": 10_001}, {"stride_ms": 9}, {"stride_ms": 10_001, "chunk_size_ms": 10_000},
     {"num_workers": -1}, {"num_workers": 65}, {"artifact_types": []}, {"artifact_types": [f"t{i}" for i in range(65)]},
     {"artifact_types": "glitch"}, {"epochs": "ten"}, {"epochs": 2.5}, {"use_gpu": "maybe"}, {"batch_size": None},
-    {"augmentation": {"noise_snr_db": [30, 10]}}, {"augmentation": {"noise_probability": 1.5}},
-    {"augmentation": {"gain_db": [-50, 0]}}, {"augmentation": {"noise_snr_db": [10, 61]}},
-    {"augmentation": {"reverb": True}}, {"augmentation": {"noise_snr_db": 20}}, {"augmentation": "on"},
+    {"augmentation": {"noise": {"snr_db": [30, 10]}}}, {"augmentation": {"noise": {"probability": 1.5}}},
+    {"augmentation": {"gain": {"level_db": [-50, 0]}}}, {"augmentation": {"noise": {"snr_db": [10, 61]}}},
+    {"augmentation": {"reverb": True}}, {"augmentation": {"noise": {"snr_db": 20}}}, {"augmentation": "on"},
+    {"augmentation": {"probability": -0.1}}, {"augmentation": {"speed": {"probability": 0.5}}},
 ]
 TRAINING_EDGES = [
     {"epochs": 1}, {"epochs": 100}, {"validation_split": 0.1}, {"validation_split": 0.5}, {"learning_rate": 0.0001},
     {"learning_rate": 0.1}, {"batch_size": 8}, {"batch_size": 256}, {"chunk_size_ms": 100, "stride_ms": 10},
     {"chunk_size_ms": 10_000, "stride_ms": 10_000}, {"num_workers": 0}, {"num_workers": 64},
-    {"augmentation": {"enabled": False}}, {"augmentation": {"noise_snr_db": [-10, 60], "gain_db": [-40, 20]}},
-    {"augmentation": {"noise_probability": 0, "codec_probability": 1}},
+    {"augmentation": {"enabled": False}}, {"augmentation": {"noise": {"snr_db": [-5, 60]}, "gain": {"level_db": [-30, 20]}}},
+    {"augmentation": {"noise": None, "codec": {"probability": 1}, "probability": 1}},
 ]
 
 

@@ -35,7 +35,7 @@ N_TRAIN_FILES = 24
 N_HELD_OUT = 8
 CLIP_S = 12.0
 FORMATS = [("wav", 16000), ("flac", 44100), ("mp3", 22050), ("ogg", 48000)]
-TRAIN_CONFIG = {"epochs": 14, "batch_size": 32, "learning_rate": 0.003, "num_workers": 2, "chunk_size_ms": 500, "stride_ms": 250}
+TRAIN_CONFIG = {"epochs": 24, "batch_size": 32, "learning_rate": 0.003, "num_workers": 2, "chunk_size_ms": 500, "stride_ms": 250}
 F1_BAR = 0.8
 
 

@@ -9,13 +9,15 @@ from pydantic import ValidationError
 
 from data_pipelines.features import FEATURE_VERSION, N_FEATURES
 from data_pipelines.synth import ARTIFACT_TYPES, make_clip
-from schemas.training import DetectorAugmentation, TrainingConfig
-from train_jobs.detector_data import augment_file, events_json, file_rng, training_batches, training_conditions
+from data_pipelines.augment import conditions_for
+from schemas.augmentation import DetectorAugmentation, NoiseAugment
+from schemas.training import TrainingConfig
+from train_jobs.detector_data import augment_file, events_json, file_rng, training_batches
 from train_jobs.windows import WindowSpec
 
 SPEC = WindowSpec.from_ms()
-EVERYTHING = DetectorAugmentation(
-    room_tone_probability=1, noise_probability=1, telephone_probability=1, gain_probability=1, codec_probability=1
+EVERYTHING = DetectorAugmentation.model_validate(
+    {f: {"probability": 1} for f in ("room_tone", "noise", "telephone", "gain", "codec")}
 )
 
 
@@ -31,7 +33,7 @@ class Rows:
 
 def test_a_draw_depends_on_seed_epoch_and_file_only():
     wave = make_clip(1, duration_s=3.0).waveform
-    conditions = training_conditions(EVERYTHING)
+    conditions = conditions_for(EVERYTHING)
     a, applied = augment_file(wave, conditions, seed=7, epoch=3, file_id="f1")
     b, again = augment_file(wave, conditions, seed=7, epoch=3, file_id="f1")
     assert np.array_equal(a, b) and applied == again
@@ -45,17 +47,17 @@ def test_a_draw_depends_on_seed_epoch_and_file_only():
 
 def test_probabilities_of_zero_leave_the_file_as_it_was():
     wave = make_clip(2, duration_s=2.0).waveform
-    none = DetectorAugmentation(room_tone_probability=0, noise_probability=0, telephone_probability=0, gain_probability=0, codec_probability=0)
-    out, applied = augment_file(wave, training_conditions(none), seed=0, epoch=1, file_id="x")
+    none = DetectorAugmentation.model_validate({f: {"probability": 0} for f in ("room_tone", "noise", "telephone", "gain", "codec")})
+    out, applied = augment_file(wave, conditions_for(none), seed=0, epoch=1, file_id="x")
     assert applied == [] and np.array_equal(out, wave)
 
 
 def test_noise_lands_at_the_drawn_snr_range():
     wave = make_clip(3, duration_s=3.0).waveform
     only_noise = DetectorAugmentation(
-        room_tone_probability=0, noise_probability=1, noise_snr_db=(20, 20), telephone_probability=0, gain_probability=0, codec_probability=0
+        room_tone=None, noise=NoiseAugment(probability=1, snr_db=(20, 20)), telephone=None, gain=None, codec=None
     )
-    out, applied = augment_file(wave, training_conditions(only_noise), seed=1, epoch=1, file_id="n")
+    out, applied = augment_file(wave, conditions_for(only_noise), seed=1, epoch=1, file_id="n")
     assert applied[0]["family"] == "noise" and applied[0]["snr_db"] == 20.0
     residual = out - wave
     assert 0 < np.sqrt(np.mean(residual**2)) < 0.2 * np.sqrt(np.mean(wave**2))  # 20 dB under active speech
@@ -63,12 +65,15 @@ def test_noise_lands_at_the_drawn_snr_range():
 
 def test_config_ranges_are_checked():
     with pytest.raises(ValidationError, match="low <= high"):
-        DetectorAugmentation(noise_snr_db=(30, 10))
-    with pytest.raises(ValidationError, match="gain_db values must lie in"):
-        DetectorAugmentation(gain_db=(-41, 0))
-    with pytest.raises(ValidationError, match="Extra inputs"):
-        DetectorAugmentation(reverb=0.5)
-    assert TrainingConfig(artifact_types=["glitch"]).augmentation.enabled  # on by default
+        DetectorAugmentation.model_validate({"noise": {"snr_db": [30, 10]}})
+    with pytest.raises(ValidationError, match="less than or equal to 20"):
+        DetectorAugmentation.model_validate({"gain": {"level_db": [-10, 21]}})
+    for extra in ({"reverb": 0.5}, {"speed": {"probability": 1}}, {"spec_augment": {}}):  # would move annotations
+        with pytest.raises(ValidationError, match="Extra inputs"):
+            DetectorAugmentation.model_validate(extra)
+    config = TrainingConfig(artifact_types=["glitch"])
+    assert config.augmentation.enabled and config.augmentation.probability == 0.5  # on by default
+    assert conditions_for(config.augmentation).enabled() == ("room_tone", "noise", "telephone", "gain", "codec")
 
 
 def _rows(seeds):
@@ -108,7 +113,7 @@ def test_batches_cover_every_labelled_frame_once_per_epoch_on_a_shifted_grid():
 
 def test_augmented_epochs_differ_but_keep_the_labels():
     rows = _rows([20])
-    conditions = training_conditions(EVERYTHING)
+    conditions = conditions_for(EVERYTHING)
     e1, e1_again, e2 = (_batches(rows, epoch=e, conditions=conditions, batch_size=64) for e in (1, 1, 2))
     assert torch.equal(torch.nan_to_num(e1[0]["x"]), torch.nan_to_num(e1_again[0]["x"]))
     clean = _batches(rows, epoch=1, conditions=None, batch_size=64)

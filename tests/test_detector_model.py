@@ -206,9 +206,15 @@ def test_train_config_is_checked_before_any_worker_starts():
         "feature_mean": [0.0] * N_FEATURES,
         "feature_std": [1.0] * N_FEATURES,
         "seed": 0,
+        "feature_version": 2,
+        "augmentation": {"noise": {"probability": 1}},
     }
     dims, window = validate_config(config)
     assert dims.n_classes == 4 and window == SPEC
+    with pytest.raises(ValueError, match="feature set 1"):
+        validate_config({**config, "feature_version": 1})
+    with pytest.raises(ValueError, match="snr_db"):
+        validate_config({**config, "augmentation": {"noise": {"snr_db": [9, 1]}}})
     with pytest.raises(ValueError, match="feature_std"):
         validate_config({k: v for k, v in config.items() if k != "feature_std"})
     with pytest.raises(ValueError, match="feature_mean"):

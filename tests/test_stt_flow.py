@@ -83,7 +83,7 @@ def test_custom_model_trains_on_ray_and_transcribes_better(platform, org):
         assert r.status_code == 200, r.text
     assert c.get(f"/api/v3/custom_models/{mid}").json()["training_status"] == 2
 
-    r = c.post(f"/api/v3/custom_models/{mid}/run", json={})
+    r = c.post(f"/api/v3/custom_models/{mid}/run", json={"augmentation": {"telephone": None}})
     assert r.status_code == 200 and r.json()["training_status"] == 3, r.text
     seen_progress = set()
 
@@ -102,6 +102,7 @@ def test_custom_model_trains_on_ray_and_transcribes_better(platform, org):
     messages = [e["message"] for e in log]
     print("\n" + "\n".join(messages) + "\n" + json.dumps(metrics))
     assert any(m.startswith("Preprocessing complete: 72 training utterances") for m in messages)
+    assert "Augmentation on, drawn afresh every epoch: speed, noise, gain, codec, spec_augment" in messages
     assert sum("validation WER" in m for m in messages) == metrics["epochs"]
     assert any(m.startswith("Training completed") for m in messages)
 

@@ -7,7 +7,8 @@ import pytest
 from cluster.custom_models import DataPair
 from data_pipelines.stt_preprocess import split_pairs
 from train_jobs.base_models import base_checkpoint
-from train_jobs.stt import epoch_phase, parse_args, ssl_start
+from schemas.augmentation import Augmentation
+from train_jobs.stt import describe_augmentation, epoch_phase, parse_args, ssl_start
 
 
 def _pairs(kinds: str) -> list[DataPair]:
@@ -58,3 +59,15 @@ def test_cli_shapes():
         parse_args(["finetune"])
     with pytest.raises(SystemExit):
         parse_args(["finetune", "--model-id", "7", "--bogus"])
+
+
+def test_cli_augmentation_option():
+    assert parse_args(["finetune", "--model-id", "7"]).augmentation == Augmentation()
+    args = parse_args(["finetune", "--model-id", "7", "--augmentation", '{"enabled": false}'])
+    assert not args.augmentation.enabled and describe_augmentation(args.augmentation).startswith("Augmentation off")
+    args = parse_args(["finetune", "--model-id", "7", "--augmentation", '{"codec": null, "noise": {"snr_db": [5, 9]}}'])
+    assert args.augmentation.codec is None and args.augmentation.noise.snr_db == (5.0, 9.0)
+    assert describe_augmentation(args.augmentation).endswith("speed, noise, telephone, gain, spec_augment")
+    for bad in ('{"noise": {"snr_db": [9, 5]}}', "{not json", '{"speed": {"factor": [0.1, 1.0]}}'):
+        with pytest.raises(SystemExit):
+            parse_args(["finetune", "--model-id", "7", "--augmentation", bad])

@@ -15,6 +15,7 @@ and registers the model.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import random
@@ -54,6 +55,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                       ("chunk-size-ms", int), ("stride-ms", int), ("num-workers", int), ("seed", int)):
         p.add_argument(f"--{name}", type=typ)
     p.add_argument("--use-gpu", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument(
+        "--augmentation", type=json.loads,
+        help='JSON of schemas.augmentation.DetectorAugmentation, e.g. \'{"enabled": false}\'; default: on',
+    )
     args = p.parse_args(argv)
     if not args.job_id and not (args.dataset_id and args.annotation_set_id):
         p.error("give --job-id, or --dataset-id and --annotation-set-id")

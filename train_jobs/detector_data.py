@@ -11,7 +11,6 @@ any order, and every epoch hears each file under a new room, line and codec.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Iterator, Sequence
@@ -22,38 +21,22 @@ import torch
 
 from data_pipelines import condition_chain as CC
 from data_pipelines.audio import SAMPLE_RATE, decode_audio
+from data_pipelines.augment import stable_id
 from data_pipelines.events import Event
 from data_pipelines.features import compute_features
 from data_pipelines.preprocess import pin_threads, worker_blob_store
-from schemas.training import DetectorAugmentation
 from train_jobs.windows import PAD_VALUE, WindowSpec, frame_labels, make_training_windows
 
 log = logging.getLogger("fathom.train.detector")
 
-# channel conditions only: an impairment (dropout, click, clipping) would be an unlabelled
-# artifact, and a limiter flattens peaks the way clipping does
-AUGMENT_FAMILIES = ("room_tone", "noise", "telephone", "gain", "codec")
-NOISE_KINDS = ("white", "pink", "room")  # babble runs espeak-ng per draw: too slow per epoch
 SHUFFLE_FILES = 8  # windows of this many files are shuffled together into batches
 TASK_NUM_CPUS = 1
-
-
-def training_conditions(aug: DetectorAugmentation) -> CC.Conditions:
-    """The condition chain a training config asks for."""
-    return CC.Conditions(
-        room_tone=CC.RoomTone(probability=aug.room_tone_probability),
-        noise=CC.Noise(probability=aug.noise_probability, kinds=NOISE_KINDS, snr_db=aug.noise_snr_db),
-        telephone=CC.Telephone(probability=aug.telephone_probability),
-        gain=CC.Gain(probability=aug.gain_probability, level_db=aug.gain_db),
-        codec=CC.Codec(probability=aug.codec_probability),
-    )
 
 
 def file_rng(seed: int, epoch: int, file_id: str, stream: int = 0) -> np.random.Generator:
     """The generator of one file's draw in one epoch (``stream`` 0: conditions, 1: window grid, 2: whether to
     augment), the same on every worker."""
-    digest = int.from_bytes(hashlib.blake2b(file_id.encode(), digest_size=8).digest(), "little")
-    return np.random.default_rng(np.random.SeedSequence([seed, epoch, digest, stream]))
+    return np.random.default_rng(np.random.SeedSequence([seed, epoch, stable_id(file_id), stream]))
 
 
 def augment_file(
@@ -61,7 +44,7 @@ def augment_file(
 ) -> tuple[np.ndarray, list[dict]]:
     """``wave`` under this epoch's draw of ``conditions``, same length; and what was applied."""
     y, applied = CC.apply_conditions(
-        wave, SAMPLE_RATE, conditions, file_rng(seed, epoch, file_id), families=AUGMENT_FAMILIES
+        wave, SAMPLE_RATE, conditions, file_rng(seed, epoch, file_id), families=CC.CHANNEL_FAMILIES
     )
     n = wave.size
     y = y[:n] if y.size >= n else np.pad(y, (0, n - y.size))  # resampling round trips may differ by a sample

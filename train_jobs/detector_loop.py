@@ -29,8 +29,9 @@ import torch.distributed as dist
 from torch import nn
 
 from data_pipelines.features import feature_count
-from schemas.training import DetectorAugmentation
-from train_jobs.detector_data import label_counts, training_batches, training_conditions
+from data_pipelines.augment import conditions_for
+from schemas.augmentation import DetectorAugmentation
+from train_jobs.detector_data import label_counts, training_batches
 from train_jobs.models.detector import DetectorDims, FrameDetector, load_checkpoint, save_checkpoint
 from train_jobs.windows import WindowSpec
 
@@ -196,7 +197,7 @@ def train_loop_per_worker(config: dict) -> None:
         pos_weight = _positive_weights(train_shard, artifact_types, device, float(config.get("pos_weight_power", POS_WEIGHT_POWER)))
     aug = config["augmentation"]
     aug = DetectorAugmentation.model_validate(aug) if aug else DetectorAugmentation(enabled=False)
-    conditions = training_conditions(aug) if aug.enabled else None
+    conditions = conditions_for(aug) if aug.enabled else None
     seed, feature_version = int(config["seed"]), int(config["feature_version"])
 
     previous_dir = None

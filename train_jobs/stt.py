@@ -12,6 +12,8 @@ failure), scores the base and the fine-tuned model on the same test utterances (
 uploaded test pairs, else a seeded hold-out of the training pairs) and records the result.
 Progress follows the documented phases: 0-10 preprocessing, 10-30 initial epochs, 30-70
 main training, 70-90 fine-tuning (the last quarter of the epochs), 90-100 evaluation.
+Training data is augmented afresh every epoch unless ``--augmentation '{"enabled": false}'``
+(options: schemas.augmentation; POST /run passes its body's ``augmentation`` here).
 
 ``pretrain ...`` makes the shipped ``general`` base model (train_jobs.stt_pretrain).
 """
@@ -44,11 +46,12 @@ from cluster.db import init_schema, session_scope
 from cluster.launcher import current_submission_id
 from cluster.stt_tables import CustomModel
 from data_pipelines.stt_preprocess import prepare_stt_features, split_pairs
+from schemas.augmentation import Augmentation
 from schemas.settings import Settings
 from schemas.stt import TrainingStatus
 from train_jobs.base_models import base_checkpoint
 from train_jobs.stt_eval import accuracy_improvement
-from train_jobs.stt_loop import checkpoint_bytes, finetune_config, fit_stt
+from train_jobs.stt_loop import AUGMENTATION_HELP, augmentation_arg, checkpoint_bytes, finetune_config, fit_stt
 
 log = logging.getLogger("fathom.train.stt")
 
@@ -134,10 +137,11 @@ def finetune(settings: Settings, run: TrainingRun, args: argparse.Namespace) -> 
     epochs = args.epochs or settings.stt_finetune_epochs
     num_workers = args.num_workers if args.num_workers is not None else settings.train_num_workers
     use_gpu = resolve_gpu(settings, args.use_gpu)
+    augmentation = args.augmentation
 
     mark_progress(url, model_id, 1.0, "Preprocessing: decoding and featurising the training data")
     train_pairs, test_pairs = split_pairs(load_training_data(url, model_id), holdout_fraction=HOLDOUT_FRACTION, seed=args.seed)
-    data = prepare_stt_features(settings, model_id, train_pairs, test_pairs)
+    data = prepare_stt_features(settings, model_id, train_pairs, test_pairs, train_waveforms=augmentation.uses_waveform)
     if data.train_rows == 0 or data.test_rows == 0:
         raise ValueError(f"no usable {'training' if data.train_rows == 0 else 'test'} audio after preprocessing")
     source = "uploaded test files" if any(p.type == "test" for p in test_pairs) else "a held-out split of the training files"
@@ -147,6 +151,7 @@ def finetune(settings: Settings, run: TrainingRun, args: argparse.Namespace) -> 
         f"{data.test_rows} test utterances from {source}" + (f", {data.dropped} skipped" if data.dropped else ""),
     )
 
+    append_log(url, model_id, describe_augmentation(augmentation))
     base = base_checkpoint(run.base_model)
     start = ssl_start(base, args.ssl_bundle or settings.stt_ssl_bundle)
     if start is not base:
@@ -154,7 +159,9 @@ def finetune(settings: Settings, run: TrainingRun, args: argparse.Namespace) -> 
     result = fit_stt(
         data.train,
         data.test,
-        config=finetune_config(start, epochs=epochs, batch_size=settings.stt_finetune_batch_size, seed=args.seed),
+        config=finetune_config(
+            start, epochs=epochs, batch_size=settings.stt_finetune_batch_size, seed=args.seed, augmentation=augmentation
+        ),
         num_workers=num_workers,
         use_gpu=use_gpu,
         storage_path=blobs.arrow_path(f"ray-train/stt-{model_id}-{run.run}"),
@@ -202,6 +209,14 @@ def finetune(settings: Settings, run: TrainingRun, args: argparse.Namespace) -> 
     return metrics
 
 
+def describe_augmentation(aug: Augmentation) -> str:
+    """The training log's line about augmentation."""
+    families = [f for f in Augmentation.model_fields if f != "enabled" and getattr(aug, f) is not None]
+    if not aug.enabled or not families:
+        return "Augmentation off: training on the clean features"
+    return f"Augmentation on, drawn afresh every epoch: {', '.join(families)}"
+
+
 def ssl_start(base: bytes, bundle: str | None) -> bytes:
     """The checkpoint to fine-tune: the shipped base, or a local torchaudio SSL encoder with a fresh
     CTC head carrying the base's name and vocabulary (the base stays the comparison)."""
@@ -236,6 +251,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ft.add_argument("--seed", type=int, default=0)
     ft.add_argument("--use-gpu", action=argparse.BooleanOptionalAction, default=None)
     ft.add_argument("--ssl-bundle", help="start from this local torchaudio bundle; default: FATHOM_STT_SSL_BUNDLE")
+    ft.add_argument("--augmentation", type=augmentation_arg, default=Augmentation(), help=AUGMENTATION_HELP)
     sub.add_parser("pretrain", help="make the general base model (see train_jobs.stt_pretrain --help)", add_help=False)
     args, rest = p.parse_known_args(argv)
     if args.command == "finetune" and rest:

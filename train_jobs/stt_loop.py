@@ -9,6 +9,12 @@ WER and CER); rank 0 attaches a checkpoint with the model bytes and the optimize
 so a restarted or re-launched run (same ``storage_path`` + ``name``) resumes after the
 last finished epoch.
 
+Training rows are augmented afresh every epoch in this iterator (``config["augmentation"]``,
+schemas.augmentation; on unless ``{"enabled": false}``): waveform rows get speed, noise,
+telephone, gain and codec perturbation, are featurised here for log-mel models, and every
+feature row gets SpecAugment, drawn per (seed, epoch, row ``id`` or content hash), never per
+worker or order; the model's own unseeded masks are then off. Validation rows stay clean.
+
 The model starts from ``config["dims"]`` (random weights) or from ``config["base_checkpoint"]``
 (``save_stt_checkpoint`` bytes, or a path to them), which is how custom models are
 fine-tuned, at a lower learning rate (FINETUNE_LEARNING_RATE).
@@ -16,12 +22,13 @@ fine-tuned, at a lower learning rate (FINETUNE_LEARNING_RATE).
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import random
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -30,9 +37,20 @@ import ray.train
 import ray.train.torch
 import torch
 import torch.distributed as dist
+from pydantic import ValidationError
 from torch import nn
 
-from train_jobs.models.stt import SslCtc, SttDims, build_stt_model, load_stt_checkpoint, save_stt_checkpoint
+from data_pipelines.augment import augment_utterance, utterance_id, utterance_seed
+from schemas.augmentation import Augmentation
+from train_jobs.models.stt import (
+    CtcConformer,
+    SslCtc,
+    SttDims,
+    build_stt_model,
+    load_stt_checkpoint,
+    log_mel,
+    save_stt_checkpoint,
+)
 from train_jobs.stt_decoding import greedy_decode
 from train_jobs.stt_eval import char_edits, word_edits
 from train_jobs.stt_vocab import BLANK, encode
@@ -68,6 +86,26 @@ def validate_config(config: Mapping[str, Any]) -> None:
         raise ValueError("base_checkpoint must be checkpoint bytes or a path to them")
     if int(config["epochs"]) < 1 or int(config["batch_size"]) < 1 or float(config["learning_rate"]) <= 0:
         raise ValueError("epochs and batch_size must be >= 1 and learning_rate > 0")
+    augmentation_of(config)
+
+
+AUGMENTATION_HELP = 'JSON of schemas.augmentation.Augmentation, e.g. \'{"enabled": false}\'; default: on'
+
+
+def augmentation_arg(text: str) -> Augmentation:
+    """argparse type of an ``--augmentation`` JSON option."""
+    try:
+        return Augmentation.model_validate_json(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"invalid augmentation options: {e}") from e
+
+
+def augmentation_of(config: Mapping[str, Any]) -> Augmentation:
+    """The run's augmentation options (defaults when the config names none)."""
+    try:
+        return Augmentation.model_validate(config.get("augmentation") or {})
+    except ValidationError as e:
+        raise ValueError(f"bad augmentation in stt train config: {e}") from e
 
 
 def lr_at(step: int, *, peak: float, total_steps: int, warmup_fraction: float = WARMUP_FRACTION) -> float:
@@ -89,22 +127,52 @@ def _row_length(row_input: np.ndarray) -> int:
     return int(np.asarray(row_input).shape[0])
 
 
+Prepare = Callable[[np.ndarray, str, Any], np.ndarray]  # (row input, text, row id or None) -> model input
+
+
 def _batches(
-    shard, batch_size: int, *, shuffle: bool, rng: random.Random
+    shard, batch_size: int, *, shuffle: bool, rng: random.Random, prepare: Prepare | None = None
 ) -> Iterator[tuple[list[np.ndarray], list[str]]]:
-    """(inputs, texts) mini-batches; rows read BUCKET_BATCHES batches at a time and length-sorted."""
+    """(inputs, texts) mini-batches; rows read BUCKET_BATCHES batches at a time, passed through
+    ``prepare`` (this epoch's augmentation) and length-sorted."""
     block = batch_size * BUCKET_BATCHES
     for chunk in shard.iter_batches(
         batch_size=block, batch_format="numpy", local_shuffle_buffer_size=block * 2 if shuffle else None
     ):
         key = "features" if "features" in chunk else "audio"
         inputs, texts = list(chunk[key]), [str(t) for t in chunk["text"]]
+        if prepare is not None:
+            ids = list(chunk["id"]) if "id" in chunk else [None] * len(texts)
+            inputs = [prepare(np.asarray(x, np.float32), t, i) for x, t, i in zip(inputs, texts, ids)]
         order = sorted(range(len(texts)), key=lambda i: _row_length(inputs[i]))
         groups = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
         if shuffle:
             rng.shuffle(groups)
         for g in groups:
             yield [np.asarray(inputs[i], dtype=np.float32) for i in g], [texts[i] for i in g]
+
+
+def epoch_augmenter(aug: Augmentation, *, seed: int, epoch: int, module: nn.Module) -> Prepare | None:
+    """This epoch's ``prepare`` for training rows, or None (clean rows) when augmentation is off.
+
+    Waveforms are featurised here for log-mel models, so SpecAugment can follow; waveform
+    models (SslCtc) take the perturbed waveform itself.
+    """
+    if not aug.enabled:
+        return None
+    n_mels = module.dims.n_mels if isinstance(module, CtcConformer) else None
+
+    def featurize(wave: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            feats, _ = log_mel(torch.from_numpy(wave)[None], torch.tensor([wave.size]), n_mels)
+        return feats[0].numpy()
+
+    def prepare(x: np.ndarray, text: str, row_id: Any) -> np.ndarray:
+        seq = utterance_seed(seed, epoch, utterance_id(row_id, x, text))
+        out = augment_utterance(x, aug, seq, featurize=featurize if n_mels else None)
+        return np.asarray(out, np.float32)
+
+    return prepare
 
 
 def _forward(model: nn.Module, inputs: list[np.ndarray], device: torch.device):
@@ -134,7 +202,9 @@ def _ctc_loss(log_probs: torch.Tensor, out_lengths: torch.Tensor, texts: Sequenc
     )
 
 
-def _run_epoch(model, shard, *, batch_size: int, device, optimizer=None, lr_fn=None, step: int = 0, rng=None):
+def _run_epoch(
+    model, shard, *, batch_size: int, device, optimizer=None, lr_fn=None, step: int = 0, rng=None, prepare=None
+):
     """One pass over a shard; trains when given an optimizer. Returns (sums tensor, next step).
 
     sums: [loss, utterances, chars, char edits, words, word edits] summed over all ranks
@@ -144,7 +214,7 @@ def _run_epoch(model, shard, *, batch_size: int, device, optimizer=None, lr_fn=N
     model.train(training)
     sums = torch.zeros(6, dtype=torch.float64, device=device)
     use_amp = device.type == "cuda"
-    for inputs, texts in _batches(shard, batch_size, shuffle=training, rng=rng or random.Random(0)):
+    for inputs, texts in _batches(shard, batch_size, shuffle=training, rng=rng or random.Random(0), prepare=prepare):
         with torch.set_grad_enabled(training), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             log_probs, out_lengths = _forward(model, inputs, device)
             loss = _ctc_loss(log_probs.float(), out_lengths, texts)
@@ -189,10 +259,12 @@ def _load_base(config: Mapping[str, Any]) -> tuple[nn.Module, str, list[str]]:
 
 def train_loop_per_worker(config: dict) -> None:
     """Per-worker loop for ``TorchTrainer``; config: REQUIRED_CONFIG_KEYS + dims | base_checkpoint,
-    optional steps_per_epoch (set by fit_stt), warmup_fraction, base_model, vocabulary, torch_threads.
+    optional steps_per_epoch (set by fit_stt), warmup_fraction, base_model, vocabulary, torch_threads,
+    augmentation (schemas.augmentation.Augmentation fields; default: on).
     """
     validate_config(config)
     epochs, batch_size, peak = int(config["epochs"]), int(config["batch_size"]), float(config["learning_rate"])
+    aug, seed = augmentation_of(config), int(config["seed"])
     if config.get("torch_threads"):
         torch.set_num_threads(int(config["torch_threads"]))
     ctx = ray.train.get_context()
@@ -201,6 +273,8 @@ def train_loop_per_worker(config: dict) -> None:
     rng = random.Random(int(config["seed"]) * 1000 + rank)
 
     model, base_model, vocabulary = _load_base(config)
+    if aug.enabled and isinstance(model, CtcConformer):
+        model.spec_augment = False  # the data path draws SpecAugment, seeded per utterance
     start_epoch, step, optimizer_state = 1, 0, None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
@@ -235,6 +309,7 @@ def train_loop_per_worker(config: dict) -> None:
             lr_fn=lr_fn,
             step=step,
             rng=rng,
+            prepare=epoch_augmenter(aug, seed=seed, epoch=epoch, module=getattr(model, "module", model)),
         )
         val_sums, _ = _run_epoch(model, val_shard, batch_size=batch_size, device=device)
         t, v = train_sums.cpu().tolist(), val_sums.cpu().tolist()
@@ -271,7 +346,13 @@ def train_loop_per_worker(config: dict) -> None:
 
 
 def pretrain_config(
-    dims: SttDims, *, epochs: int, batch_size: int = 32, learning_rate: float = PRETRAIN_LEARNING_RATE, seed: int = 0
+    dims: SttDims,
+    *,
+    epochs: int,
+    batch_size: int = 32,
+    learning_rate: float = PRETRAIN_LEARNING_RATE,
+    seed: int = 0,
+    augmentation: Augmentation | None = None,
 ) -> dict:
     """Loop config for a new model of ``dims``."""
     return {
@@ -280,6 +361,7 @@ def pretrain_config(
         "batch_size": batch_size,
         "learning_rate": learning_rate,
         "seed": seed,
+        "augmentation": (augmentation or Augmentation()).model_dump(mode="json"),
     }
 
 
@@ -292,6 +374,7 @@ def finetune_config(
     seed: int = 0,
     base_model: str | None = None,
     vocabulary: Sequence[str] | None = None,
+    augmentation: Augmentation | None = None,
 ) -> dict:
     """Loop config that fine-tunes ``base_checkpoint``; base_model/vocabulary default to the base's."""
     config = {
@@ -300,6 +383,7 @@ def finetune_config(
         "batch_size": batch_size,
         "learning_rate": learning_rate,
         "seed": seed,
+        "augmentation": (augmentation or Augmentation()).model_dump(mode="json"),
     }
     if base_model is not None:
         config["base_model"] = base_model

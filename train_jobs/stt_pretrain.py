@@ -10,7 +10,9 @@ terms) and computes their log-mel features; Ray Train fits a CtcConformer with C
 on held-out general sentences and on each domain (base model with and without that
 domain's vocabulary boosted); the figures go to a JSON file beside the checkpoint.
 Utterance seeds are disjoint per split: train = stream seed, validation seed+1, test
-seed+2, domain tests seed+3.
+seed+2, domain tests seed+3. Training is augmented afresh every epoch (``--augmentation``,
+train_jobs.stt_loop); with waveform families on, the training split keeps float16 waveforms
+(twice the object-store bytes of its features) for the loop to perturb and featurise.
 """
 
 from __future__ import annotations
@@ -36,29 +38,36 @@ from data_pipelines.text import normalize_transcript
 from train_jobs.models.stt import SttDims, load_stt_checkpoint, log_mel, save_stt_checkpoint
 from train_jobs.stt_decoding import BEAM_SIZE, CHAR_BONUS, WORD_BONUS
 from train_jobs.stt_eval import evaluate
-from train_jobs.stt_loop import checkpoint_bytes, fit_stt, pretrain_config
+from schemas.augmentation import Augmentation
+from train_jobs.stt_loop import AUGMENTATION_HELP, augmentation_arg, checkpoint_bytes, fit_stt, pretrain_config
 
 SYNTH_BATCH = 32  # utterances per Ray Data synthesis task
 PILOT_UTTERANCES = 64  # utterances measured to turn --hours into an utterance count
 
 
-def synthesize_batch(batch: dict, *, seed: int, domain: str | None = None) -> dict:
-    """Ray Data map_batches: {"id"} -> {"features" float16 [T, 80], "text", "seconds"}."""
-    feats, texts, seconds = [], [], []
+def synthesize_batch(batch: dict, *, seed: int, domain: str | None = None, waveform: bool = False) -> dict:
+    """Ray Data map_batches: {"id"} -> {"features" float16 [T, 80], "text", "seconds"}
+    (``waveform``: {"audio" float16 [n], "text", "seconds", "id"} instead of features)."""
+    inputs, texts, seconds = [], [], []
     for i in batch["id"]:
         wave, text = make_utterance(utterance_seed(seed, int(i)), domain=domain)
-        x = torch.from_numpy(wave)[None]
-        f, _ = log_mel(x, torch.tensor([wave.size]))
-        feats.append(f[0].numpy().astype(np.float16))
+        if waveform:
+            inputs.append(wave.astype(np.float16))
+        else:
+            f, _ = log_mel(torch.from_numpy(wave)[None], torch.tensor([wave.size]))
+            inputs.append(f[0].numpy().astype(np.float16))
         texts.append(normalize_transcript(text))
         seconds.append(wave.size / 16_000)
-    return {"features": feats, "text": np.array(texts, dtype=object), "seconds": np.array(seconds)}
+    out = {"text": np.array(texts, dtype=object), "seconds": np.array(seconds)}
+    if waveform:
+        return {"audio": inputs, "id": np.array([f"{seed}-{int(i)}" for i in batch["id"]], dtype=object), **out}
+    return {"features": inputs, **out}
 
 
-def _dataset(n: int, seed: int):
+def _dataset(n: int, seed: int, *, waveform: bool = False):
     return (
         ray.data.range(n, override_num_blocks=max(1, n // SYNTH_BATCH))
-        .map_batches(synthesize_batch, batch_size=SYNTH_BATCH, fn_kwargs={"seed": seed})
+        .map_batches(synthesize_batch, batch_size=SYNTH_BATCH, fn_kwargs={"seed": seed, "waveform": waveform})
         .materialize()
     )
 
@@ -94,6 +103,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--test-utterances", type=int, default=300)
     p.add_argument("--domain-test-utterances", type=int, default=100)
     p.add_argument("--use-gpu", action="store_true")
+    p.add_argument("--augmentation", type=augmentation_arg, default=Augmentation(), help=AUGMENTATION_HELP)
     p.add_argument("--storage-path", default=None, help="Ray Train storage (default: a temporary directory)")
     p.add_argument("--evaluate-only", action="store_true", help="score the existing --out checkpoint again")
     return p.parse_args(argv)
@@ -139,19 +149,20 @@ def train(args: argparse.Namespace) -> tuple[bytes, dict]:
     _start_ray(args)
     pilot = np.mean([w.size / 16_000 for w, _ in _items(PILOT_UTTERANCES, args.seed + 2, None)])
     n_train = max(SYNTH_BATCH, round(args.hours * 3600 / pilot))
-    train_ds, val_ds = _dataset(n_train, args.seed), _dataset(args.val_utterances, args.seed + 1)
+    waveforms = args.augmentation.uses_waveform
+    train_ds, val_ds = _dataset(n_train, args.seed, waveform=waveforms), _dataset(args.val_utterances, args.seed + 1)
     train_hours = float(train_ds.sum("seconds")) / 3600
     t_data = time.time()
     print(f"corpus: {n_train} utterances, {train_hours:.2f} h, in {t_data - t0:.0f} s", flush=True)
 
     dims = SttDims(d_model=args.d_model, ffn_dim=4 * args.d_model, n_layers=args.layers)
-    config = pretrain_config(dims, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
+    config = pretrain_config(dims, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, augmentation=args.augmentation)
     if args.learning_rate:
         config["learning_rate"] = args.learning_rate
     storage = args.storage_path or tempfile.mkdtemp(prefix="fathom-stt-pretrain-")
     history_path = os.path.join(storage, "history.jsonl")
     result = fit_stt(
-        train_ds.select_columns(["features", "text"]),
+        train_ds.select_columns(["audio", "text", "id"] if waveforms else ["features", "text"]),
         val_ds.select_columns(["features", "text"]),
         config=config,
         num_workers=args.num_workers,
@@ -172,6 +183,7 @@ def train(args: argparse.Namespace) -> tuple[bytes, dict]:
         "train_utterances": n_train,
         "train_hours": round(train_hours, 3),
         "epochs": args.epochs,
+        "augmentation": args.augmentation.model_dump(mode="json"),
         "num_workers": args.num_workers,
         "corpus_seconds": round(t_data - t0),
         "train_seconds": round(time.time() - t_data),

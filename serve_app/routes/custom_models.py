@@ -486,12 +486,15 @@ def run_training(
     session: SessionDep,
     settings: SettingsDep,
     principal: Writer,
-    body: Annotated[RunTraining | None, Body(description="Empty object {} (may be omitted).")] = None,
+    body: Annotated[
+        RunTraining | None, Body(description="Empty object {} (may be omitted); optionally this run's augmentation.")
+    ] = None,
 ) -> CustomModelPublic:
     """Start training (status 2, 4 or 5 -> 3): checks the data minimum and the plan's model limit."""
     owned_model(session, principal, model_id)
+    augmentation = body.augmentation if body is not None and "augmentation" in body.model_fields_set else None
     try:
-        model = start_training(session, settings, model_id, principal.organization_id)
+        model = start_training(session, settings, model_id, principal.organization_id, augmentation)
     except TrainingInProgress as e:
         raise in_progress(e, "wait for it to complete") from e
     except ModelNotReady as e:

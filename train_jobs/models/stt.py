@@ -141,6 +141,9 @@ class CtcConformer(nn.Module):
             dropout=dims.dropout,
         )
         self.head = nn.Linear(dims.d_model, dims.vocab_size)
+        # Masks drawn here while training; the training loop turns this off when its data
+        # path draws seeded SpecAugment per utterance instead (data_pipelines.augment).
+        self.spec_augment = True
 
     def featurize(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return log_mel(waveforms, lengths, self.dims.n_mels)
@@ -160,7 +163,7 @@ class CtcConformer(nn.Module):
         mean = (features * mask).sum(1, keepdim=True) / n
         var = (((features - mean) * mask) ** 2).sum(1, keepdim=True) / n
         x = ((features - mean) / var.sqrt().clamp_min(NORM_MIN_STD)) * mask
-        if self.training:
+        if self.training and self.spec_augment:
             x = _spec_augment(x)
         x = self.subsample(x.unsqueeze(1))  # [B, C, T/4, F/4]
         b, c, t, f = x.shape
