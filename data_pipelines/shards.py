@@ -12,9 +12,11 @@ frame_hop_ms   int16     frame hop in milliseconds
 features       binary    float32, C order, shape [T, N]
 =============  ========  =====================================================
 
-Preprocessing writes shards with ``write_feature_shard``; training reads many at once
-with ``read_feature_dataset`` (Ray Data) and turns rows back into arrays with
-``row_to_features``.
+Preprocessing writes shards with ``write_feature_shard``: the clean features of the file as
+uploaded, in the current feature set. ``read_feature_dataset`` (Ray Data) and
+``row_to_features`` read many at once. Detector training does not read them: it hears each
+file under new recording conditions every epoch, so it decodes the uploaded audio and
+computes features itself (``train_jobs.detector_data``).
 """
 
 from __future__ import annotations

@@ -314,11 +314,21 @@ def answer(response: requests.Response) -> str:
     return f"{response.status_code} {code}".strip()
 
 
+def invalid_on_the_wire(case) -> bool:
+    """False for a negative case whose query holds a list of at most one item: sent, it is one
+    value or none, which a scalar parameter rightly accepts (not data the server should refuse)."""
+    return not any(isinstance(v, list) and len(v) <= 1 for v in (case.query or {}).values())
+
+
 def fuzz(operation, mode, examples, platform, tenants, tally) -> None:
     checks = CHECKS + ([negative_data_rejection] if mode is schemathesis.GenerationMode.NEGATIVE else [])
 
+    strategy = operation.as_strategy(generation_mode=mode)
+    if mode is schemathesis.GenerationMode.NEGATIVE:
+        strategy = strategy.filter(invalid_on_the_wire)
+
     @settings(max_examples=examples, **HYPOTHESIS)
-    @given(case=operation.as_strategy(generation_mode=mode), data=st.data())
+    @given(case=strategy, data=st.data())
     def run(case, data) -> None:
         tenant = tenants.take(operation.path)
         if mode is schemathesis.GenerationMode.POSITIVE:
