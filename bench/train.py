@@ -159,7 +159,7 @@ def main() -> None:
              "windows_per_s": n_windows / epoch_s, "total_s": total}
         runs.append(r)
         table.append([n_workers, gpu, aug, n_windows, epoch_s, r["windows_per_s"], total])
-    base = next(r for r in runs if r["workers"] == 1 and not r["gpu"] and not r["augmentation"])
+    base = min((r for r in runs if not r["gpu"] and not r["augmentation"]), key=lambda r: r["workers"])
     for r in runs:
         r["speedup_vs_1_cpu_worker"] = r["windows_per_s"] / base["windows_per_s"]
         clean = next(c for c in runs if (c["workers"], c["gpu"], c["augmentation"]) == (r["workers"], r["gpu"], False))
@@ -167,7 +167,7 @@ def main() -> None:
     print_table(["workers", "gpu", "augmentation", "windows", "epoch s", "windows/s", "total s"], table)
     print("\n".join(
         f"{r['workers']} worker(s){' gpu' if r['gpu'] else ''}{' augmented' if r['augmentation'] else ''}: "
-        f"{r['speedup_vs_1_cpu_worker']:.2f}x of 1 CPU worker, epoch {r['epoch_time_vs_no_augmentation']:.2f}x of no augmentation"
+        f"{r['speedup_vs_1_cpu_worker']:.2f}x of {base['workers']} CPU worker(s), epoch {r['epoch_time_vs_no_augmentation']:.2f}x of no augmentation"
         for r in runs
     ))
     results = {"runs": runs, "epochs": args.epochs, "batch_size": args.batch_size}
