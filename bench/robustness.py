@@ -86,7 +86,7 @@ def train_model(name: str, train_ds, val_rows, *, epochs: int, workers: int, sto
     version, augment, pos_weight_power = MODELS[name]
     options = TrainingConfig(artifact_types=list(ARTIFACT_TYPES), epochs=epochs, augmentation={**augmentation, "enabled": augment})
     spec = WindowSpec.from_ms(options.chunk_size_ms, options.stride_ms)
-    mean, std, _ = clean_feature_stats(train_ds, version)
+    mean, std = clean_feature_stats(train_ds, version)
     val = validation_windows(ray.data.from_items(val_rows), artifact_types=ARTIFACT_TYPES, spec=spec, feature_version=version)
     config = make_loop_config(options, spec, mean, std, feature_version=version)
     if pos_weight_power is not None:

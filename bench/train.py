@@ -135,7 +135,7 @@ def main() -> None:
     spec = WindowSpec.from_ms(500, 250)
     ds = ray.data.from_items(rows).materialize()
     val = validation_windows(ray.data.from_items(rows[: max(1, len(rows) // 10)]), artifact_types=ARTIFACT_TYPES, spec=spec, feature_version=FEATURE_VERSION)
-    mean, std, _ = clean_feature_stats(ds, FEATURE_VERSION)
+    mean, std = clean_feature_stats(ds, FEATURE_VERSION)
     n_windows = sum(spec.num_windows(-(-len(r["waveform"]) // 160)) for r in rows)
     has_gpu = bool(ray.cluster_resources().get("GPU"))
     workers = [int(w) for w in args.workers.split(",")]

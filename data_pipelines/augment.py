@@ -39,9 +39,9 @@ def utterance_id(row_id: str | None, x: np.ndarray, text: str) -> int:
     return int.from_bytes(h.digest(), "little")
 
 
-def utterance_seed(seed: int, epoch: int, uid: int) -> np.random.SeedSequence:
-    """Where one utterance's draw in one epoch comes from."""
-    return np.random.SeedSequence([int(seed), int(epoch), int(uid)])
+def utterance_seed(seed: int, epoch: int, uid: int, *streams: int) -> np.random.SeedSequence:
+    """Where one utterance's (or file's) draw in one epoch comes from; ``streams`` name independent draws."""
+    return np.random.SeedSequence([int(seed), int(epoch), int(uid), *map(int, streams)])
 
 
 @lru_cache(maxsize=16)

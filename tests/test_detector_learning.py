@@ -189,7 +189,7 @@ def test_trained_on_clean_files_it_holds_under_real_world_conditions(ray_cluster
     spec = WindowSpec.from_ms(options.chunk_size_ms, options.stride_ms)
     train_ds = ray.data.from_items(rows(range(400, 400 + HARD_TRAIN_CLIPS))).materialize()
     val = validation_windows(ray.data.from_items(rows(range(480, 484))), artifact_types=ARTIFACT_TYPES, spec=spec, feature_version=FEATURE_VERSION)
-    mean, std, _ = clean_feature_stats(train_ds, FEATURE_VERSION)
+    mean, std = clean_feature_stats(train_ds, FEATURE_VERSION)
     result = fit_detector(
         train_ds, val, config=make_loop_config(options, spec, mean, std), num_workers=2, use_gpu=False,
         storage_path=str(tmp_path / "runs"), run_name="detector-hard",

@@ -151,13 +151,19 @@ def job_row(url: str, job_id: str) -> InferenceJob:
         return s.get(InferenceJob, job_id)
 
 
+def confirm_and_claim(url: str, org_id: str, job_id: str) -> str:
+    """One uploaded file confirmed (pending -> queued) and claimed by a dispatcher; its id."""
+    (file_id,) = add_files(url, org_id, job_id, 1, status="pending")
+    with session_scope(url) as s:
+        assert queue_file(s, job_id, file_id)
+    assert claim_all(url, job_id) == {file_id}
+    return file_id
+
+
 def test_a_file_that_fails_never_fails_the_job(private_database_url, job):
     """The vendor loop's one file at a time: a corrupt first file, then a good one."""
     org_id, job_id = job
-    (bad,) = add_files(private_database_url, org_id, job_id, 1, status="pending")
-    with session_scope(private_database_url) as s:
-        assert queue_file(s, job_id, bad)
-    assert claim_all(private_database_url, job_id) == {bad}
+    bad = confirm_and_claim(private_database_url, org_id, job_id)
     finish_file(private_database_url, bad, error="corrupt audio")
     j = job_row(private_database_url, job_id)
     assert (j.status, j.error_message) == ("completed", None)
@@ -254,10 +260,7 @@ def test_a_job_read_while_its_last_file_finishes_shows_status_and_counts_togethe
     from serve_app.routes.inference_jobs import job_public
 
     org_id, job_id = job
-    (only,) = add_files(private_database_url, org_id, job_id, 1, status="pending")
-    with session_scope(private_database_url) as s:
-        assert queue_file(s, job_id, only)
-    assert claim_all(private_database_url, job_id) == {only}
+    only = confirm_and_claim(private_database_url, org_id, job_id)
     with session_scope(private_database_url) as reader:
         loaded = reader.get(InferenceJob, job_id)
         assert loaded.status == "processing"

@@ -168,7 +168,7 @@ def train(settings: Settings, job_id: str) -> str:
     spec = WindowSpec.from_ms(config.chunk_size_ms, config.stride_ms)
     train_audio = audio_dataset(settings, secret, [(i, blob_keys[i], events[i]) for i in train_ids])
     val_audio = audio_dataset(settings, secret, [(i, blob_keys[i], events[i]) for i in val_ids])
-    mean, std, _ = clean_feature_stats(train_audio, FEATURE_VERSION)
+    mean, std = clean_feature_stats(train_audio, FEATURE_VERSION)
     val_ds = validation_windows(val_audio, artifact_types=types, spec=spec, feature_version=FEATURE_VERSION)
     aug = config.augmentation
     num_workers = config.num_workers if config.num_workers is not None else settings.train_num_workers

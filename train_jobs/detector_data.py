@@ -21,10 +21,11 @@ import torch
 
 from data_pipelines import condition_chain as CC
 from data_pipelines.audio import SAMPLE_RATE, decode_audio
-from data_pipelines.augment import stable_id
+from data_pipelines.augment import stable_id, utterance_seed
 from data_pipelines.events import Event
-from data_pipelines.features import compute_features
+from data_pipelines.features import compute_features, frame_count
 from data_pipelines.preprocess import pin_threads, worker_blob_store
+from train_jobs.models.detector import feature_stats
 from train_jobs.windows import PAD_VALUE, WindowSpec, frame_labels, make_training_windows
 
 log = logging.getLogger("fathom.train.detector")
@@ -36,7 +37,7 @@ TASK_NUM_CPUS = 1
 def file_rng(seed: int, epoch: int, file_id: str, stream: int = 0) -> np.random.Generator:
     """The generator of one file's draw in one epoch (``stream`` 0: conditions, 1: window grid, 2: whether to
     augment), the same on every worker."""
-    return np.random.default_rng(np.random.SeedSequence([seed, epoch, stable_id(file_id), stream]))
+    return np.random.default_rng(utterance_seed(seed, epoch, stable_id(file_id), stream))
 
 
 def augment_file(
@@ -114,21 +115,15 @@ def validation_windows(audio, *, artifact_types: Sequence[str], spec: WindowSpec
     return audio.flat_map(to_windows, num_cpus=TASK_NUM_CPUS).materialize()
 
 
-def clean_feature_stats(audio, feature_version: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """Per-feature mean and std (float32) over every frame of the files in ``audio``, and the frame count."""
+def clean_feature_stats(audio, feature_version: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and std over every frame of the files in ``audio`` as uploaded (featurised by Ray Data)."""
 
-    def sums(row: dict[str, Any]) -> dict[str, Any]:
+    def featurise(row: dict[str, Any]) -> dict[str, np.ndarray]:
         pin_threads()
-        f = compute_features(np.asarray(row["waveform"], np.float32), version=feature_version).astype(np.float64)
-        return {"sum": f.sum(0), "sq": (f * f).sum(0), "n": f.shape[0]}
+        return {"features": compute_features(np.asarray(row["waveform"], np.float32), version=feature_version)}
 
-    parts = audio.map(sums, num_cpus=TASK_NUM_CPUS).take_all()
-    total = sum(int(p["n"]) for p in parts)
-    if total == 0:
-        raise ValueError("no training frames: every training file is empty or unreadable")
-    mean = sum(p["sum"] for p in parts) / total
-    var = sum(p["sq"] for p in parts) / total - mean**2
-    return mean.astype(np.float32), np.sqrt(np.maximum(var, 1e-8)).astype(np.float32), total
+    rows = audio.map(featurise, num_cpus=TASK_NUM_CPUS).iter_rows()
+    return feature_stats(np.asarray(r["features"]) for r in rows)
 
 
 def training_batches(
@@ -178,8 +173,6 @@ def training_batches(
 
 def label_counts(shard, artifact_types: Sequence[str]) -> np.ndarray:
     """[positive frames, labelled frames] per class over the files of ``shard`` (float64 [2, C])."""
-    from data_pipelines.features import frame_count
-
     counts = np.zeros((2, len(artifact_types)))
     for row in shard.iter_rows():
         n = frame_count(np.asarray(row["waveform"]).size)
