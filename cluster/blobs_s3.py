@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 import pyarrow.fs
 
 from cluster.blob_signing import BlobError, BlobNotFound, content_disposition, validate_key
-from cluster.blobs import BlobStore, PresignedPost, _check_limits, _validate_prefix
+from cluster.blob_store import BlobStore, PresignedPost, check_limits, validate_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class S3BlobStore(BlobStore):
             self._client.delete_object(Bucket=self._bucket, Key=validate_key(key))
 
     def delete_prefix(self, prefix: str) -> int:
-        _validate_prefix(prefix)
+        validate_prefix(prefix)
         removed = 0
         with self._errors("delete_prefix", prefix):
             pages = self._client.get_paginator("list_objects_v2").paginate(
@@ -137,7 +137,7 @@ class S3BlobStore(BlobStore):
     def presigned_post(
         self, key: str, *, max_bytes: int, expires_s: int, content_type: str | None = None
     ) -> PresignedPost:
-        _check_limits(max_bytes, expires_s)
+        check_limits(max_bytes, expires_s)
         fields: dict[str, str] = {}
         conditions: list[object] = [["content-length-range", 0, max_bytes]]
         if content_type is not None:
@@ -151,7 +151,7 @@ class S3BlobStore(BlobStore):
         return PresignedPost(url=post["url"], fields=dict(post["fields"]))
 
     def presigned_get(self, key: str, *, expires_s: int, filename: str | None = None) -> str:
-        _check_limits(0, expires_s)
+        check_limits(0, expires_s)
         params = {"Bucket": self._bucket, "Key": validate_key(key)}
         if filename is not None:
             params["ResponseContentDisposition"] = content_disposition(filename)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import unicodedata
 from pathlib import PurePosixPath
 
-from cluster.blobs import BlobStore, PresignedPost
+from cluster.blob_store import BlobStore, PresignedPost
 from data_pipelines.audio import CONTENT_TYPES, SUPPORTED_EXTENSIONS, is_supported
 from schemas.settings import Settings
 

@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy import select, update
 
-from cluster.blobs import BlobError, BlobNotFound, BlobStore, make_blob_store
+from cluster.blob_signing import BlobError, BlobNotFound
+from cluster.blob_store import BlobStore
+from cluster.blobs import make_blob_store
 from cluster.db import session_scope, signing_secret
 from cluster.tables import AudioFile
 from data_pipelines.audio import AudioDecodeError, decode_audio

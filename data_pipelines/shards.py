@@ -34,7 +34,7 @@ from data_pipelines.features import FRAME_HOP_MS
 if TYPE_CHECKING:
     import ray.data
 
-    from cluster.blobs import BlobStore
+    from cluster.blob_store import BlobStore
 
 FEATURES_PREFIX = "features"
 SHARD_SCHEMA = pa.schema(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import ray
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from pydantic import BaseModel, Field
@@ -22,6 +21,7 @@ from ray.serve.handle import DeploymentHandle
 
 from cluster.blobs import make_blob_store
 from cluster.db import init_schema
+from cluster.gpus import use_gpu
 from schemas.settings import Settings
 from serve_app.deployments.detector import Detector
 from serve_app.deployments.transcriber import Transcriber
@@ -127,19 +127,10 @@ class Ingress:
         return app
 
 
-def gpu_available(settings: Settings) -> bool:
-    """Whether replicas should ask for GPUs: asking on a GPU-less cluster would pend forever."""
-    if settings.use_gpu is not None:
-        return settings.use_gpu
-    if not ray.is_initialized():
-        ray.init(address=settings.ray_address or "auto")
-    return ray.cluster_resources().get("GPU", 0) > 0
-
-
 def build_app(args: AppArgs) -> Application:
     settings = args.build_settings()
     init_schema(settings.database_url)
-    gpus = gpu_available(settings)
+    gpus = use_gpu(settings)
 
     def options(gpu_fraction: float, user_config: dict[str, Any] | None) -> dict[str, Any]:
         opts: dict[str, Any] = {"ray_actor_options": {"num_cpus": 1, "num_gpus": gpu_fraction if gpus else 0}}

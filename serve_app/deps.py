@@ -11,7 +11,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from cluster.accounts import AuthError, Principal, authenticate
-from cluster.blobs import BlobStore
+from cluster.blob_store import BlobStore
 from cluster.db import open_session
 from schemas.settings import Settings
 from serve_app.errors import ApiError

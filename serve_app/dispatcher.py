@@ -23,7 +23,8 @@ from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
 from cluster import queue
-from cluster.blobs import BlobError, make_blob_store
+from cluster.blob_signing import BlobError
+from cluster.blobs import make_blob_store
 from cluster.db import init_schema, open_session
 from cluster.inference import finish_file, model_refusal, record_job_failure
 from cluster.custom_models import reconcile_stt_jobs

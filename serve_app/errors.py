@@ -20,7 +20,7 @@ from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cluster.blobs import BlobError, BlobNotFound
+from cluster.blob_signing import BlobError, BlobNotFound
 
 log = logging.getLogger("fathom.errors")
 

@@ -22,19 +22,11 @@ import uvicorn
 from fastapi import FastAPI
 from moto.server import ThreadedMotoServer
 
-from cluster.blob_signing import UploadPolicy, sign_upload
+from cluster.blob_signing import BlobError, BlobNotFound, BlobPolicyError, InvalidBlobKey, UploadPolicy, sign_upload, validate_key
+from cluster.blob_store import BlobStore
+from cluster.blobs import make_blob_store
+from cluster.blobs_local import LocalBlobStore
 from cluster.blobs_s3 import S3BlobStore
-from cluster.blobs import (
-    BlobError,
-    BlobNotFound,
-    BlobPolicyError,
-    BlobStore,
-    InvalidBlobKey,
-    LocalBlobStore,
-
-    make_blob_store,
-    validate_key,
-)
 from schemas.settings import Settings
 from serve_app.routes import blobs as blob_routes
 

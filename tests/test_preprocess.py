@@ -17,7 +17,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from cluster.blobs import BlobNotFound, make_blob_store
+from cluster.blob_signing import BlobNotFound
+from cluster.blobs import make_blob_store
 from cluster.db import init_schema, session_scope
 from cluster.tables import AudioFile, Dataset, Organization, utcnow
 from data_pipelines.audio import encode_audio

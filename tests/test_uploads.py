@@ -6,7 +6,8 @@ import io
 
 import pytest
 
-from cluster.blobs import BlobPolicyError, LocalBlobStore
+from cluster.blob_signing import BlobPolicyError
+from cluster.blobs_local import LocalBlobStore
 from cluster.uploads import UploadError, display_filename, finish_upload, safe_extension, start_upload
 from schemas.settings import Settings
 

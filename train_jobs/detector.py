@@ -28,6 +28,7 @@ import ray
 
 from cluster.blobs import make_blob_store
 from cluster.db import init_schema, session_scope, signing_secret
+from cluster.gpus import use_gpu
 from cluster.launcher import current_submission_id
 from cluster.tables import Annotation, AnnotationSet, AudioFile, DetectorModel, TrainingJob, new_id
 from cluster.training import JobCancelled, complete_with_model, fail_job, mark_running, report_progress
@@ -110,14 +111,6 @@ def load_job_inputs(settings: Settings, job_id: str) -> dict[str, Any]:
         }
 
 
-def resolve_gpu(config: TrainingConfig, settings: Settings) -> bool:
-    if config.use_gpu is not None:
-        return config.use_gpu
-    if settings.use_gpu is not None:
-        return settings.use_gpu
-    return ray.cluster_resources().get("GPU", 0) > 0
-
-
 def make_loop_config(
     config: TrainingConfig, spec: WindowSpec, mean: np.ndarray, std: np.ndarray, *, feature_version: int = FEATURE_VERSION
 ) -> dict[str, Any]:
@@ -172,12 +165,12 @@ def train(settings: Settings, job_id: str) -> str:
     val_ds = validation_windows(val_audio, artifact_types=types, spec=spec, feature_version=FEATURE_VERSION)
     aug = config.augmentation
     num_workers = config.num_workers if config.num_workers is not None else settings.train_num_workers
-    use_gpu = resolve_gpu(config, settings)
+    gpu = use_gpu(settings, config.use_gpu)
     report_progress(
         url,
         job_id,
         progress=5.0,
-        message=f"training {config.epochs} epochs on {max(num_workers, 1)} Ray Train worker(s), {'GPU' if use_gpu else 'CPU'}; "
+        message=f"training {config.epochs} epochs on {max(num_workers, 1)} Ray Train worker(s), {'GPU' if gpu else 'CPU'}; "
         + ("augmentation on: each epoch draws new noise, band, gain and codec per file" if aug.enabled else "augmentation off"),
     )
 
@@ -187,7 +180,7 @@ def train(settings: Settings, job_id: str) -> str:
         val_ds,
         config=loop_config,
         num_workers=num_workers,
-        use_gpu=use_gpu,
+        use_gpu=gpu,
         storage_path=blobs.arrow_path(f"ray-train/{job_id}"),
         storage_filesystem=blobs.arrow_filesystem(),
         run_name=f"detector-{job_id}",

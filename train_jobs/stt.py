@@ -43,6 +43,7 @@ from cluster.custom_models import (
     training_run,
 )
 from cluster.db import init_schema, session_scope
+from cluster.gpus import use_gpu
 from cluster.launcher import current_submission_id
 from cluster.stt_tables import CustomModel
 from data_pipelines.stt_preprocess import prepare_stt_features, split_pairs
@@ -122,21 +123,13 @@ def score_models(settings: Settings, base: bytes, tuned: bytes, test_keys: list[
     return out
 
 
-def resolve_gpu(settings: Settings, flag: bool | None) -> bool:
-    if flag is not None:
-        return flag
-    if settings.use_gpu is not None:
-        return settings.use_gpu
-    return ray.cluster_resources().get("GPU", 0) > 0
-
-
 def finetune(settings: Settings, run: TrainingRun, args: argparse.Namespace) -> dict:
     """One run of ``run.model_id``; returns its training_metrics (already recorded)."""
     url, model_id = settings.database_url, run.model_id
     blobs = make_blob_store(settings, secret=init_schema(url).signing_secret.encode())
     epochs = args.epochs or settings.stt_finetune_epochs
     num_workers = args.num_workers if args.num_workers is not None else settings.train_num_workers
-    use_gpu = resolve_gpu(settings, args.use_gpu)
+    gpu = use_gpu(settings, args.use_gpu)
     augmentation = args.augmentation
 
     mark_progress(url, model_id, 1.0, "Preprocessing: decoding and featurising the training data")
@@ -163,7 +156,7 @@ def finetune(settings: Settings, run: TrainingRun, args: argparse.Namespace) -> 
             start, epochs=epochs, batch_size=settings.stt_finetune_batch_size, seed=args.seed, augmentation=augmentation
         ),
         num_workers=num_workers,
-        use_gpu=use_gpu,
+        use_gpu=gpu,
         storage_path=blobs.arrow_path(f"ray-train/stt-{model_id}-{run.run}"),
         storage_filesystem=blobs.arrow_filesystem(),
         run_name=f"stt-{model_id}-{run.run}",
@@ -175,7 +168,7 @@ def finetune(settings: Settings, run: TrainingRun, args: argparse.Namespace) -> 
 
     mark_progress(url, model_id, TRAINING_END + 1, "Evaluating the base and the custom model on the test data")
     test_keys = [(p.audio_key, p.transcript) for p in test_pairs]
-    scores = ray.get(score_models.options(num_gpus=1 if use_gpu else 0).remote(settings, base, tuned, test_keys, use_gpu))
+    scores = ray.get(score_models.options(num_gpus=1 if gpu else 0).remote(settings, base, tuned, test_keys, gpu))
     b, c = scores["base"], scores["custom"]
 
     metrics = {

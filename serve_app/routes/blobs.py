@@ -20,8 +20,8 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect
 
-from cluster.blob_signing import content_disposition
-from cluster.blobs import BlobNotFound, BlobPolicyError, LocalBlobStore, PendingUpload
+from cluster.blob_signing import BlobNotFound, BlobPolicyError, content_disposition
+from cluster.blobs_local import LocalBlobStore, PendingUpload
 from serve_app.errors import v1_errors
 
 logger = logging.getLogger(__name__)
