@@ -1,4 +1,5 @@
-"""Detector robustness: trained on clean recordings, scored on held-out recordings under real-world conditions.
+"""Robustness of both model kinds: trained on clean recordings, scored on held-out recordings
+under real-world conditions (``--kind detector``, the default) or on held-out speakers (``--kind stt``).
 
 Every model is trained by the job's own loop (``make_loop_config`` + ``fit_detector`` on
 file rows, as ``train_jobs.detector`` runs it) on the same clean synthetic files, whose
@@ -14,7 +15,19 @@ condition preset. Rows, in one run:
 
 Prints a table per condition and class and writes bench/results/robustness.json.
 
+``--kind stt``: one customer (``--stt-speakers`` voices of the pretraining side of
+data_pipelines.stt_corpus.speaker_split, ``--stt-minutes`` of clean speech of the first 30
+terms of the domain's list) fine-tunes two domain bases as the custom-model job does
+(finetune_config with the job's epochs, batch size and default augmentation, fit_stt on Ray
+Train workers): the shipped one and ``--previous-base`` (the general checkpoint before this
+work plus the domain's word list). Each base and each custom model is scored (beam search,
+vocabulary boosted, as served) on held-out speakers, whom neither the shipped base nor any
+fine-tuning heard, under each STT condition, and on the customer's own speakers. Writes
+bench/results/robustness_stt.json.
+
     python bench/robustness.py [--train-clips 48] [--test-clips 12] [--epochs 20] [--workers 2]
+    python bench/robustness.py --kind stt [--stt-minutes 40] [--stt-speakers 8] [--stt-test 100]
+        [--previous-base git:2a2c2eb] [--stt-domain medical]
 """
 
 from __future__ import annotations
@@ -40,25 +53,6 @@ MODELS = {  # feature set, augmentation, positive-weight power (None: the loop's
     "set1_augmented": (1, True, None),
     "augmented": (2, True, None),
 }
-
-
-def hard_conditions():
-    """Noise at 12-25 dB SNR (mostly room and pink), telephone band on 40 % of files, lossy codecs on half."""
-    from data_pipelines import condition_chain as CC
-
-    return CC.Conditions(
-        room_tone=CC.RoomTone(probability=0.8),
-        noise=CC.Noise(probability=0.9, kinds=("pink", "room", "white"), snr_db=(12.0, 25.0)),
-        telephone=CC.Telephone(probability=0.4),
-        gain=CC.Gain(probability=0.7),
-        codec=CC.Codec(probability=0.5),
-    )
-
-
-def conditions_named(name: str):
-    from data_pipelines.condition_chain import preset
-
-    return hard_conditions() if name == "hard" else preset(name)
 
 
 def file_rows(seeds, conditions=None, *, glitch_kinds=ALL_GLITCHES, clip_s: float = 15.0) -> list[dict]:
@@ -107,8 +101,107 @@ def score(model, meta, rows) -> dict:
     return evaluate_detector(model, meta, files)
 
 
+STT_CONDITIONS = ("clean", "hard", "telephone", "noisy")  # held-out speakers under each preset
+STT_TRAIN_SEED, STT_VAL_SEED, STT_TEST_SEED, STT_SEEN_SEED = 9201, 9202, 9203, 9204  # utterance streams
+STT_CUSTOMER_TERMS = 30  # leading terms of the domain's list: the customer's vocabulary
+PREVIOUS_BASE_PATH = "train_jobs/base_models/general.pt"
+
+
+def previous_base(spec: str, domain: str) -> bytes:
+    """``git:REV`` (the general checkpoint at that revision) or a file path, given ``domain``'s word list."""
+    import subprocess
+
+    from train_jobs.base_models import with_vocabulary
+
+    if spec.startswith("git:"):
+        root = Path(__file__).resolve().parents[1]
+        data = subprocess.run(["git", "-C", str(root), "show", f"{spec[4:]}:{PREVIOUS_BASE_PATH}"],
+                              capture_output=True, check=True).stdout
+    else:
+        data = Path(spec).read_bytes()
+    return with_vocabulary(data, domain)
+
+
+def stt_main(args) -> None:
+    import json
+    import math
+
+    import ray
+
+    from data_pipelines.condition_chain import preset
+    from data_pipelines.stt_corpus import DOMAIN_TERMS, customer_voices, make_utterance, speaker_split, utterance_seed
+    from schemas.augmentation import Augmentation
+    from schemas.settings import Settings
+    from train_jobs.base_models import base_checkpoint
+    from train_jobs.models.stt import load_stt_checkpoint
+    from train_jobs.stt_eval import accuracy_improvement, evaluate
+    from train_jobs.stt_loop import checkpoint_bytes, finetune_config, fit_stt
+    from train_jobs.stt_pretrain import synthesized
+
+    settings = Settings()
+    augmentation = Augmentation.model_validate(json.loads(args.augmentation))
+    ray.init(address="local", num_cpus=args.workers + 2, include_dashboard=False, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    domain, voices = args.stt_domain, customer_voices(args.stt_speakers)
+    terms = DOMAIN_TERMS[domain][:STT_CUSTOMER_TERMS]
+    held_out = speaker_split().held_out_voices
+
+    def items(seed, n, speakers, conditions=None):
+        return [make_utterance(utterance_seed(seed, i), domain=domain, terms=terms, voices=speakers, conditions=conditions)
+                for i in range(n)]
+
+    pilot = float(np.mean([w.size / 16_000 for w, _ in items(STT_TRAIN_SEED + 99, 32, voices)]))
+    n_train = math.ceil(args.stt_minutes * 60 / pilot)
+    options = {"domain": domain, "terms": terms, "voices": voices}
+    train_all = synthesized(n_train, STT_TRAIN_SEED, waveform=True, **options)
+    train_minutes = float(train_all.sum("seconds")) / 60
+    train_ds = train_all.select_columns(["audio", "text", "id"])
+    val_ds = synthesized(max(16, n_train // 20), STT_VAL_SEED, **options).select_columns(["features", "text"])
+    tests = {c: items(STT_TEST_SEED, args.stt_test, held_out, preset(c)) for c in STT_CONDITIONS}
+    tests["seen_speakers"] = items(STT_SEEN_SEED, args.stt_test, voices)
+    print(f"customer: {len(voices)} speakers, {n_train} utterances ({train_minutes:.1f} min); "
+          f"{len(held_out)} held-out speakers, {args.stt_test} utterances per condition", flush=True)
+
+    bases = {"previous": lambda: previous_base(args.previous_base, domain), "shipped": lambda: base_checkpoint(domain)}
+    bases = {name: bases[name]() for name in args.stt_bases.split(",")}
+    storage = tempfile.mkdtemp(prefix="fathom-robustness-stt-")
+    runs, table = [], []
+    for name, base in bases.items():
+        t0 = time.time()
+        result = fit_stt(
+            train_ds, val_ds,
+            config=finetune_config(base, epochs=args.stt_epochs or settings.stt_finetune_epochs,
+                                   batch_size=settings.stt_finetune_batch_size, augmentation=augmentation),
+            num_workers=args.workers, use_gpu=False, storage_path=storage, run_name=f"robustness-stt-{name}", max_failures=0,
+        )
+        train_s = time.time() - t0
+        models = {f"{name}_base": load_stt_checkpoint(base), f"{name}_custom": load_stt_checkpoint(checkpoint_bytes(result.checkpoint))}
+        base_wer = {}
+        for label, (model, meta) in models.items():
+            for condition, test in tests.items():
+                m = evaluate(model, meta, test)
+                wer, cer = m["word_error_rate"], m["character_error_rate"]
+                if label.endswith("_base"):
+                    base_wer[condition] = wer
+                gain = accuracy_improvement(base_wer[condition], wer) if label.endswith("_custom") else None
+                runs.append({"model": label, "condition": condition, "word_error_rate": wer, "character_error_rate": cer,
+                             "improvement_over_base": gain, "train_s": round(train_s, 1) if gain is not None else None,
+                             "samples": [{"reference": r, "hypothesis": h} for (_, r), h in zip(test[:3], m["hypotheses"][:3])]})
+                table.append([label, condition, wer, cer, gain])
+                print_table(["model", "condition", "WER %", "CER %", "vs base %"], table[-1:])
+    print()
+    print_table(["model", "condition", "WER %", "CER %", "vs base %"], table)
+    setup = {"domain": domain, "customer_speakers": list(voices), "train_utterances": n_train,
+             "train_minutes": round(train_minutes, 1), "test_utterances": args.stt_test, "held_out_speakers": len(held_out),
+             "epochs": args.stt_epochs or settings.stt_finetune_epochs, "batch_size": settings.stt_finetune_batch_size,
+             "workers": args.workers, "augmentation": augmentation.model_dump(mode="json"), "bases": args.stt_bases.split(","), "previous_base": args.previous_base, "conditions": [*STT_CONDITIONS, "seen_speakers"]}
+    print(f"wrote {write_results(args.result_name or 'robustness_stt', {'setup': setup, 'runs': runs})}")
+    ray.shutdown()
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
+    p.add_argument("--kind", choices=("detector", "stt"), default="detector")
     p.add_argument("--train-clips", type=int, default=48)
     p.add_argument("--test-clips", type=int, default=12)
     p.add_argument("--epochs", type=int, default=20)
@@ -116,14 +209,24 @@ def main() -> None:
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--glitch-kinds", default=",".join(ALL_GLITCHES))
     p.add_argument("--clip-s", type=float, default=15.0)
-    p.add_argument("--augmentation", default="{}", help="JSON overrides of the training augmentation options")
-    p.add_argument("--result-name", default="robustness", help="bench/results/<name>.json")
+    p.add_argument("--augmentation", default="{}", help="JSON of the training augmentation options (the kind's own schema)")
+    p.add_argument("--result-name", default=None, help="bench/results/<name>.json (default: robustness[_stt])")
     p.add_argument("--save-dir", help="also write each model's checkpoint here")
+    p.add_argument("--stt-domain", default="medical")
+    p.add_argument("--stt-minutes", type=float, default=40.0, help="minutes of the customer's fine-tuning speech")
+    p.add_argument("--stt-speakers", type=int, default=8, help="voices of the customer")
+    p.add_argument("--stt-test", type=int, default=100, help="held-out utterances per condition")
+    p.add_argument("--stt-epochs", type=int, default=None, help="default: the custom-model job's")
+    p.add_argument("--previous-base", default="git:2a2c2eb", help="git:REV or a general checkpoint file")
+    p.add_argument("--stt-bases", default="previous,shipped", help="which bases to fine-tune, of previous,shipped")
     args = p.parse_args()
+    if args.kind == "stt":
+        return stt_main(args)
     import json
 
     import ray
 
+    from data_pipelines.condition_chain import preset
     from data_pipelines.synth import ARTIFACT_TYPES
 
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
@@ -131,7 +234,7 @@ def main() -> None:
     clips = {"glitch_kinds": tuple(args.glitch_kinds.split(",")), "clip_s": args.clip_s}
     train_rows = file_rows(range(args.train_clips), **clips)
     val_rows = file_rows(range(5_000, 5_000 + max(2, args.train_clips // 6)), **clips)
-    tests = {c: file_rows(range(10_000, 10_000 + args.test_clips), conditions_named(c), **clips) for c in CONDITIONS}
+    tests = {c: file_rows(range(10_000, 10_000 + args.test_clips), preset(c), **clips) for c in CONDITIONS}
     train_ds = ray.data.from_items(train_rows).materialize()
     storage = tempfile.mkdtemp(prefix="fathom-robustness-")
 
@@ -156,7 +259,7 @@ def main() -> None:
     setup = {"train_clips": args.train_clips, "test_clips": args.test_clips, "epochs": args.epochs, "workers": args.workers,
              "augmentation_overrides": json.loads(args.augmentation),
              "clip_s": args.clip_s, "glitch_kinds": list(clips["glitch_kinds"]), "conditions": list(CONDITIONS)}
-    print(f"wrote {write_results(args.result_name, {'setup': setup, 'runs': runs})}")
+    print(f"wrote {write_results(args.result_name or 'robustness', {'setup': setup, 'runs': runs})}")
     ray.shutdown()
 
 

@@ -156,6 +156,15 @@ PRESETS: dict[str, Conditions] = {
         codec=Codec(probability=0.5, codecs=("opus",), opus_kbps=(8.0, 16.0)),
     ),
     "noisy": Conditions(room_tone=RoomTone(), noise=Noise(snr_db=(5.0, 20.0))),
+    # The held-out sets of the robustness benchmark and tests: mostly noisy rooms, 40 % telephone
+    # band, a lossy codec on half, gain; channel conditions only.
+    "hard": Conditions(
+        room_tone=RoomTone(probability=0.8),
+        noise=Noise(probability=0.9, kinds=("pink", "room", "white"), snr_db=(12.0, 25.0)),
+        telephone=Telephone(probability=0.4),
+        gain=Gain(probability=0.7),
+        codec=Codec(probability=0.5),
+    ),
     "codecs": Conditions(codec=Codec()),
 }
 

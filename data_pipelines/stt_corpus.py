@@ -30,8 +30,8 @@ import torch
 import torchaudio.functional as AF
 
 from data_pipelines.audio import ENCODE_FORMATS, SAMPLE_RATE, encode_audio
-from data_pipelines.condition_chain import PRESETS, Conditions, apply_conditions, chain_rng
-from data_pipelines.speech import speak
+from data_pipelines.condition_chain import PRESETS, Conditions, HeldOutSplit, apply_conditions, chain_rng, split_held_out
+from data_pipelines.speech import english_voices, speak, voice_variants
 from data_pipelines.text import normalize_transcript
 
 CORPUS_VOICES = (
@@ -46,6 +46,7 @@ PEAK = (0.1, 0.8)  # full-scale peak of the speech
 LEAD_MS = (50, 400)  # silence before and after the speech
 NOISE_DBFS = (-75.0, -45.0)  # RMS of the white noise floor
 TRIM_LEVEL = 0.01  # re peak: quieter samples at the ends are cut (-40 dB)
+SPEAKER_SPLIT_SEED = 0  # the one split of installed voices into pretraining and held-out speakers
 
 # --- general English ---------------------------------------------------------------------------
 
@@ -330,6 +331,23 @@ def domain_sentence(rng: np.random.Generator, domain: str, terms: Sequence[str] 
         raise ValueError(f"a domain sentence needs at least 2 terms, got {len(pool)}")
     term, term2 = (str(t) for t in rng.choice(pool, 2, replace=False))
     return _finish(_pick(rng, _DOMAIN_TEMPLATES[domain]).format(term=term, term2=term2, **_slots(rng)))
+
+
+def speaker_split() -> HeldOutSplit:
+    """Every installed English voice x variant, split so that held-out speakers share neither
+    accent nor variant with the rest. The ``general`` base is pretrained on ``train_voices``
+    only; benchmarks and tests measure on ``held_out_voices``, speakers no model has heard.
+    """
+    return split_held_out(english_voices(), ("", *voice_variants()), seed=SPEAKER_SPLIT_SEED)
+
+
+def customer_voices(n: int, seed: int = 0) -> tuple[str, ...]:
+    """``n`` pretraining voices standing for one customer's speakers (sorted; same seed, same voices)."""
+    voices = speaker_split().train_voices
+    if not 1 <= n <= len(voices):
+        raise ValueError(f"a customer has 1 to {len(voices)} speakers, got {n}")
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xC057]))
+    return tuple(sorted(rng.choice(voices, n, replace=False).tolist()))
 
 
 def utterance_seed(seed: int, index: int) -> int:

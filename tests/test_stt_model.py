@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from data_pipelines.stt_corpus import DOMAIN_TERMS
-from train_jobs.base_models import BASE_MODELS, GENERAL_CHECKPOINT, base_checkpoint, load_base_model
+from train_jobs.base_models import BASE_MODELS, base_checkpoint, checkpoint_path, load_base_model, with_vocabulary
 from train_jobs.models.stt import (
     HOP,
     CtcConformer,
@@ -129,17 +129,27 @@ def test_unreadable_checkpoints_are_refused():
         save_stt_checkpoint(torch.nn.Linear(2, 2))
 
 
-def test_shipped_base_models_share_weights_and_carry_their_vocabulary():
+def test_shipped_base_models_are_small_and_carry_their_vocabulary():
     assert BASE_MODELS == ("general", "medical", "legal", "technical")
-    assert GENERAL_CHECKPOINT.stat().st_size < 8 * 1024 * 1024
+    assert sum(checkpoint_path(n).stat().st_size for n in BASE_MODELS) < 32 * 1024 * 1024  # ships in the package
     general, meta = load_base_model("general")
     assert meta.base_model == "general" and meta.vocabulary == () and meta.dims.encoder == "conformer"
-    medical, med_meta = load_base_model("medical")
-    assert med_meta.base_model == "medical" and list(med_meta.vocabulary) == DOMAIN_TERMS["medical"]
-    for (name, a), b in zip(general.state_dict().items(), medical.state_dict().values()):
-        assert torch.equal(a, b), name
+    for name in BASE_MODELS[1:]:
+        model, domain_meta = load_base_model(name)
+        assert domain_meta.base_model == name and list(domain_meta.vocabulary) == DOMAIN_TERMS[name]
+        assert domain_meta.dims == meta.dims
+        # a domain base has its own weights: it continued the general one on its domain's speech
+        assert any(not torch.equal(a, b) for a, b in zip(general.state_dict().values(), model.state_dict().values()))
     with pytest.raises(ValueError, match="choose one of"):
         base_checkpoint("finance")
+
+
+def test_with_vocabulary_keeps_the_weights_and_attaches_the_terms():
+    general, _ = load_base_model("general")
+    model, meta = load_stt_checkpoint(with_vocabulary(base_checkpoint("general"), "legal"))
+    assert meta.base_model == "legal" and list(meta.vocabulary) == DOMAIN_TERMS["legal"]
+    for (name, a), b in zip(general.state_dict().items(), model.state_dict().values()):
+        assert torch.equal(a, b), name
 
 
 def test_ssl_weights_are_never_downloaded(tmp_path, monkeypatch):

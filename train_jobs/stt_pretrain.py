@@ -1,8 +1,14 @@
-"""Make Fathom's ``general`` English base model from the synthetic speech corpus.
+"""Make Fathom's base models from the synthetic speech corpus: ``general``, then each domain's.
 
     python -m train_jobs.stt_pretrain --out train_jobs/base_models/general.pt \
         [--hours H --epochs E --num-workers N]
+    python -m train_jobs.stt_pretrain --out train_jobs/base_models/medical.pt \
+        --domain medical --from train_jobs/base_models/general.pt [--hours H --epochs E]
     python -m train_jobs.stt_pretrain --out train_jobs/base_models/general.pt --evaluate-only
+
+A domain base continues the general one on sentences full of that domain's terms (every
+other utterance a general sentence, so it keeps general English) and carries the terms as
+its boosted vocabulary: its acoustic model has heard the words, not only its decoder.
 
 Ray Data synthesises general-English utterances (data_pipelines.stt_corpus, no domain
 terms) and computes their log-mel features; Ray Train fits a CtcConformer with CTC
@@ -10,9 +16,13 @@ terms) and computes their log-mel features; Ray Train fits a CtcConformer with C
 on held-out general sentences and on each domain (base model with and without that
 domain's vocabulary boosted); the figures go to a JSON file beside the checkpoint.
 Utterance seeds are disjoint per split: train = stream seed, validation seed+1, test
-seed+2, domain tests seed+3. Training is augmented afresh every epoch (``--augmentation``,
-train_jobs.stt_loop); with waveform families on, the training split keeps float16 waveforms
-(twice the object-store bytes of its features) for the loop to perturb and featurise.
+seed+2, domain tests seed+3, held-out speaker tests seed+4. Speakers are split too
+(data_pipelines.stt_corpus.speaker_split): training and validation speak with the
+pretraining voices only, so the held-out speaker tests measure voices the base never heard,
+clean and under the ``hard`` conditions preset. Training is augmented afresh every epoch
+(``--augmentation``, default PRETRAIN_AUGMENTATION); with waveform families on, the training
+split keeps float16 waveforms (twice the object-store bytes of its features) for the loop to
+perturb and featurise.
 """
 
 from __future__ import annotations
@@ -33,24 +43,43 @@ import ray
 import ray.train
 import torch
 
-from data_pipelines.stt_corpus import DOMAIN_TERMS, DOMAINS, make_utterance, utterance_seed
+from data_pipelines.condition_chain import preset
+from data_pipelines.stt_corpus import DOMAIN_TERMS, DOMAINS, make_utterance, speaker_split, utterance_seed
 from data_pipelines.text import normalize_transcript
 from train_jobs.models.stt import SttDims, load_stt_checkpoint, log_mel, save_stt_checkpoint
 from train_jobs.stt_decoding import BEAM_SIZE, CHAR_BONUS, WORD_BONUS
 from train_jobs.stt_eval import evaluate
-from schemas.augmentation import Augmentation
-from train_jobs.stt_loop import AUGMENTATION_HELP, augmentation_arg, checkpoint_bytes, fit_stt, pretrain_config
+from schemas.augmentation import Augmentation, CodecAugment, NoiseAugment, TelephoneAugment
+from train_jobs.stt_loop import AUGMENTATION_HELP, augmentation_arg, checkpoint_bytes, finetune_config, fit_stt, pretrain_config
 
 SYNTH_BATCH = 32  # utterances per Ray Data synthesis task
 PILOT_UTTERANCES = 64  # utterances measured to turn --hours into an utterance count
+DOMAIN_LEARNING_RATE = 5e-4  # AdamW peak when a domain base continues from the general one
+# A base must hear rooms, lines and codecs its fine-tuning data may lack: noise on half the
+# utterances at 8-30 dB SNR, a telephone band on a third, a lossy codec on a third.
+PRETRAIN_AUGMENTATION = Augmentation(
+    noise=NoiseAugment(probability=0.5, snr_db=(8.0, 30.0)),
+    telephone=TelephoneAugment(probability=0.3),
+    codec=CodecAugment(probability=0.3),
+)
 
 
-def synthesize_batch(batch: dict, *, seed: int, domain: str | None = None, waveform: bool = False) -> dict:
+def synthesize_batch(
+    batch: dict,
+    *,
+    seed: int,
+    domain: str | None = None,
+    terms: Sequence[str] | None = None,
+    voices: Sequence[str] | None = None,
+    waveform: bool = False,
+) -> dict:
     """Ray Data map_batches: {"id"} -> {"features" float16 [T, 80], "text", "seconds"}
-    (``waveform``: {"audio" float16 [n], "text", "seconds", "id"} instead of features)."""
+    (``waveform``: {"audio" float16 [n], "text", "seconds", "id"} instead of features).
+    ``voices`` None: the pretraining voices; ``domain``/``terms`` as for make_utterance."""
     inputs, texts, seconds = [], [], []
+    voices = speaker_split().train_voices if voices is None else voices
     for i in batch["id"]:
-        wave, text = make_utterance(utterance_seed(seed, int(i)), domain=domain)
+        wave, text = make_utterance(utterance_seed(seed, int(i)), domain=domain, terms=terms, voices=voices)
         if waveform:
             inputs.append(wave.astype(np.float16))
         else:
@@ -64,10 +93,11 @@ def synthesize_batch(batch: dict, *, seed: int, domain: str | None = None, wavef
     return {"features": inputs, **out}
 
 
-def _dataset(n: int, seed: int, *, waveform: bool = False):
+def synthesized(n: int, seed: int, *, waveform: bool = False, **options):
+    """Utterances 0..n-1 of stream ``seed`` as a materialised Ray dataset (options: synthesize_batch's)."""
     return (
-        ray.data.range(n, override_num_blocks=max(1, n // SYNTH_BATCH))
-        .map_batches(synthesize_batch, batch_size=SYNTH_BATCH, fn_kwargs={"seed": seed, "waveform": waveform})
+        ray.data.range(n, override_num_blocks=max(1, math.ceil(n / SYNTH_BATCH)))
+        .map_batches(synthesize_batch, batch_size=SYNTH_BATCH, fn_kwargs={"seed": seed, "waveform": waveform, **options})
         .materialize()
     )
 
@@ -83,8 +113,10 @@ class _History(ray.train.UserCallback):
             f.write(json.dumps({k: v for k, v in metrics[0].items() if isinstance(v, (int, float))}) + "\n")
 
 
-def _items(n: int, seed: int, domain: str | None) -> list[tuple[np.ndarray, str]]:
-    return [make_utterance(utterance_seed(seed, i), domain=domain) for i in range(n)]
+def _items(n: int, seed: int, domain: str | None, *, held_out: bool = False, conditions=None) -> list[tuple[np.ndarray, str]]:
+    split = speaker_split()
+    voices = split.held_out_voices if held_out else split.train_voices
+    return [make_utterance(utterance_seed(seed, i), domain=domain, voices=voices, conditions=conditions) for i in range(n)]
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -103,10 +135,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--test-utterances", type=int, default=300)
     p.add_argument("--domain-test-utterances", type=int, default=100)
     p.add_argument("--use-gpu", action="store_true")
-    p.add_argument("--augmentation", type=augmentation_arg, default=Augmentation(), help=AUGMENTATION_HELP)
+    p.add_argument("--augmentation", type=augmentation_arg, default=PRETRAIN_AUGMENTATION, help=AUGMENTATION_HELP)
     p.add_argument("--storage-path", default=None, help="Ray Train storage (default: a temporary directory)")
     p.add_argument("--evaluate-only", action="store_true", help="score the existing --out checkpoint again")
-    return p.parse_args(argv)
+    p.add_argument("--domain", choices=DOMAINS, default=None,
+                   help="make that domain's base: continue --from on its sentences, every other one general")
+    p.add_argument("--from", dest="start", type=Path, default=None, help="checkpoint to continue from (with --domain)")
+    args = p.parse_args(argv)
+    if (args.domain is None) != (args.start is None) and not args.evaluate_only:
+        p.error("--domain and --from go together")
+    return args
 
 
 def score(model, meta, args: argparse.Namespace) -> dict:
@@ -114,6 +152,16 @@ def score(model, meta, args: argparse.Namespace) -> dict:
     test = _items(args.test_utterances, args.seed + 2, None)
     general = {k: v for k, v in evaluate(model, meta, test).items() if k != "hypotheses"}
     greedy = evaluate(model, meta, test, beam_size=1)
+    unseen = {
+        condition: {
+            k: v
+            for k, v in evaluate(
+                model, meta, _items(args.test_utterances, args.seed + 4, None, held_out=True, conditions=preset(condition))
+            ).items()
+            if k != "hypotheses"
+        }
+        for condition in ("clean", "hard")
+    }
     domains = {}
     for d in DOMAINS:
         items = _items(args.domain_test_utterances, args.seed + 3, d)
@@ -127,6 +175,7 @@ def score(model, meta, args: argparse.Namespace) -> dict:
     return {
         "general_test": general,
         "general_test_greedy_wer": greedy["word_error_rate"],
+        "held_out_speakers": unseen,
         "domain_test": domains,
         "decoding": {"beam_size": BEAM_SIZE, "char_bonus": CHAR_BONUS, "word_bonus": WORD_BONUS},
     }
@@ -150,13 +199,28 @@ def train(args: argparse.Namespace) -> tuple[bytes, dict]:
     pilot = np.mean([w.size / 16_000 for w, _ in _items(PILOT_UTTERANCES, args.seed + 2, None)])
     n_train = max(SYNTH_BATCH, round(args.hours * 3600 / pilot))
     waveforms = args.augmentation.uses_waveform
-    train_ds, val_ds = _dataset(n_train, args.seed, waveform=waveforms), _dataset(args.val_utterances, args.seed + 1)
+    if args.domain is None:
+        train_ds, val_ds = synthesized(n_train, args.seed, waveform=waveforms), synthesized(args.val_utterances, args.seed + 1)
+    else:  # half domain sentences, half general ones of a stream the general base never heard
+        half = (n_train + 1) // 2
+        train_ds = synthesized(half, args.seed, waveform=waveforms, domain=args.domain).union(
+            synthesized(n_train - half, args.seed + 5, waveform=waveforms)
+        ).materialize()
+        val_ds = synthesized(args.val_utterances, args.seed + 1, domain=args.domain)
     train_hours = float(train_ds.sum("seconds")) / 3600
     t_data = time.time()
     print(f"corpus: {n_train} utterances, {train_hours:.2f} h, in {t_data - t0:.0f} s", flush=True)
 
-    dims = SttDims(d_model=args.d_model, ffn_dim=4 * args.d_model, n_layers=args.layers)
-    config = pretrain_config(dims, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, augmentation=args.augmentation)
+    if args.domain is None:
+        dims = SttDims(d_model=args.d_model, ffn_dim=4 * args.d_model, n_layers=args.layers)
+        config = pretrain_config(dims, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, augmentation=args.augmentation)
+    else:
+        start = args.start.read_bytes()
+        dims = load_stt_checkpoint(start)[1].dims
+        config = finetune_config(
+            start, epochs=args.epochs, batch_size=args.batch_size, learning_rate=DOMAIN_LEARNING_RATE, seed=args.seed,
+            base_model=args.domain, vocabulary=DOMAIN_TERMS[args.domain], augmentation=args.augmentation,
+        )
     if args.learning_rate:
         config["learning_rate"] = args.learning_rate
     storage = args.storage_path or tempfile.mkdtemp(prefix="fathom-stt-pretrain-")
@@ -168,7 +232,7 @@ def train(args: argparse.Namespace) -> tuple[bytes, dict]:
         num_workers=args.num_workers,
         use_gpu=args.use_gpu,
         storage_path=storage,
-        run_name=f"stt-general-{args.seed}",
+        run_name=f"stt-{args.domain or 'general'}-{args.seed}",
         cpus_per_worker=args.cpus_per_worker,
         callbacks=[_History(history_path)],
     )
@@ -183,6 +247,7 @@ def train(args: argparse.Namespace) -> tuple[bytes, dict]:
         "train_utterances": n_train,
         "train_hours": round(train_hours, 3),
         "epochs": args.epochs,
+        "adapted_from": str(args.start) if args.start else None,
         "augmentation": args.augmentation.model_dump(mode="json"),
         "num_workers": args.num_workers,
         "corpus_seconds": round(t_data - t0),
@@ -190,7 +255,8 @@ def train(args: argparse.Namespace) -> tuple[bytes, dict]:
         "history": history,
     }
     extra = {k: summary[k] for k in ("train_hours", "train_utterances", "epochs", "parameters")}
-    return save_stt_checkpoint(model, extra=extra, base_model="general", half=True), summary
+    name, vocabulary = (args.domain, DOMAIN_TERMS[args.domain]) if args.domain else ("general", ())
+    return save_stt_checkpoint(model, extra=extra, base_model=name, vocabulary=vocabulary, half=True), summary
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
