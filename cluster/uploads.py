@@ -16,7 +16,7 @@ import unicodedata
 from pathlib import PurePosixPath
 
 from cluster.blob_store import BlobStore, PresignedPost
-from data_pipelines.audio import CONTENT_TYPES, SUPPORTED_EXTENSIONS, is_supported
+from schemas.audio_formats import CONTENT_TYPES, SUPPORTED_EXTENSIONS, is_supported
 from schemas.settings import Settings
 
 MAX_FILENAME_CHARS = 500

@@ -4,18 +4,15 @@ Every model input goes through :func:`decode_audio`: libsndfile reads WAV/FLAC/O
 FFmpeg (PyAV) reads everything else (M4A/MP4, ADTS AAC, WebM/Opus, ...). Input is
 untrusted, so the decoder refuses cheaply (declared duration before decoding), checks
 what it decoded (truncation, NaN/Inf, absurd float levels) and only ever raises
-:class:`AudioDecodeError` for bad input.
+:class:`AudioDecodeError` for bad input. What an upload may declare is schemas.audio_formats.
 """
 
 from __future__ import annotations
 
 import io
 import struct
-from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import PurePosixPath
-from types import MappingProxyType
 
 import av
 import numpy as np
@@ -34,28 +31,6 @@ _WAV_STREAMING_SIZE = 0x7FFF0000  # bytes; data sizes at/above this are "unknown
 
 # Containers whose header states the exact length (elementary MP3/ADTS streams only estimate it).
 _EXACT_LENGTH_DEMUXERS = frozenset({"mov", "mp4", "m4a", "matroska", "webm", "ogg", "flac", "wav"})
-
-CONTENT_TYPES: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {
-        "audio/wav": (".wav",),
-        "audio/x-wav": (".wav",),
-        "audio/wave": (".wav",),
-        "audio/vnd.wave": (".wav",),
-        "audio/mpeg": (".mp3",),
-        "audio/mp3": (".mp3",),
-        "audio/mp4": (".m4a", ".mp4"),
-        "audio/x-m4a": (".m4a",),
-        "audio/ogg": (".ogg", ".oga", ".opus"),
-        "audio/opus": (".opus",),
-        "audio/flac": (".flac",),
-        "audio/x-flac": (".flac",),
-        "audio/webm": (".webm", ".weba"),
-        "audio/aac": (".aac",),
-        "audio/x-aac": (".aac",),
-        "application/octet-stream": (),  # generic upload: the filename extension decides
-    }
-)
-SUPPORTED_EXTENSIONS = frozenset(ext for exts in CONTENT_TYPES.values() for ext in exts)
 
 # fmt -> (libsndfile format, subtype) or (FFmpeg muxer, encoder, encoder sample rate or None)
 _SOUNDFILE_ENCODINGS = {
@@ -88,18 +63,6 @@ class DecodedAudio:
     source_sample_rate: int  # Hz, as stored in the file
     source_channels: int
     duration_ms: int  # of the source audio
-
-
-def is_supported(content_type: str, filename: str) -> bool:
-    """Whether an upload's declared type (or, for a generic type, its extension) is audio we read.
-
-    The decoder sniffs the bytes, so a specific audio MIME type is enough; parameters such
-    as ``; codecs=opus`` are ignored.
-    """
-    mime = (content_type or "").split(";", 1)[0].strip().lower()
-    if mime in ("", "application/octet-stream"):
-        return PurePosixPath((filename or "").replace("\\", "/")).suffix.lower() in SUPPORTED_EXTENSIONS
-    return mime in CONTENT_TYPES
 
 
 def decode_audio(data: bytes, *, max_seconds: float | None = None) -> DecodedAudio:

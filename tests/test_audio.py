@@ -11,16 +11,14 @@ import soundfile as sf
 
 from data_pipelines.audio import (
     ADTS_PRIMING_SAMPLES,
-    CONTENT_TYPES,
     ENCODE_FORMATS,
     SAMPLE_RATE,
-    SUPPORTED_EXTENSIONS,
     AudioDecodeError,
     DecodedAudio,
     decode_audio,
     encode_audio,
-    is_supported,
 )
+from schemas.audio_formats import CONTENT_TYPES, SUPPORTED_EXTENSIONS, is_supported
 from tests.factories import silent_flac
 
 RATES = (8000, 22050, 44100, 48000)

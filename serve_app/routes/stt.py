@@ -23,7 +23,8 @@ from sqlalchemy.orm import Session
 from cluster.accounts import Principal
 from cluster.stt_tables import CustomModel
 from cluster.uploads import UploadError, display_filename
-from data_pipelines.audio import CONTENT_TYPES, AudioDecodeError
+from data_pipelines.audio import AudioDecodeError
+from schemas.audio_formats import CONTENT_TYPES
 from schemas.auth import STT
 from schemas.common import Text
 from schemas.settings import Settings
