@@ -129,7 +129,8 @@ def stt_main(args) -> None:
     import ray
 
     from data_pipelines.condition_chain import preset
-    from data_pipelines.stt_corpus import DOMAIN_TERMS, customer_voices, make_utterance, speaker_split, utterance_seed
+    from data_pipelines.stt_corpus import customer_voices, make_utterance, speaker_split, utterance_seed
+    from train_jobs.stt_vocab import DOMAIN_TERMS
     from schemas.augmentation import Augmentation
     from schemas.settings import Settings
     from train_jobs.base_models import base_checkpoint

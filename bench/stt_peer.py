@@ -75,7 +75,7 @@ def normalized(text: str) -> str:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    from data_pipelines.stt_corpus import DOMAINS
+    from train_jobs.stt_vocab import DOMAINS
     from train_jobs.stt_decoding import BEAM_SIZE
 
     p = argparse.ArgumentParser(prog="python -m bench.stt_peer", description=__doc__.split("\n\n")[0])

@@ -41,7 +41,7 @@ HISTORY_KEYS = ("train_loss", "val_loss", "val_wer", "val_cer")  # per-epoch met
 
 
 def customer_terms(domain: str) -> list[str]:
-    from data_pipelines.stt_corpus import DOMAIN_TERMS
+    from train_jobs.stt_vocab import DOMAIN_TERMS
 
     return DOMAIN_TERMS[domain][:CUSTOMER_TERMS]
 
@@ -65,7 +65,8 @@ def synthesize_rows(batch: dict, *, seed: int, domain: str, terms: Sequence[str]
 
     from data_pipelines.stt_corpus import make_utterance, utterance_seed
     from data_pipelines.text import normalize_transcript
-    from train_jobs.models.stt import SAMPLE_RATE, log_mel
+    from data_pipelines.stt_features import log_mel
+    from train_jobs.models.stt import SAMPLE_RATE
 
     feats, texts, seconds = [], [], []
     for i in batch["id"]:
@@ -143,7 +144,7 @@ def scored(model, meta, items, device: str) -> tuple[dict, float]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    from data_pipelines.stt_corpus import DOMAINS
+    from train_jobs.stt_vocab import DOMAINS
 
     p = argparse.ArgumentParser(prog="python -m bench.stt_quality", description=__doc__.split("\n\n")[0])
     p.add_argument("--hours", type=float, default=1.0, help="minimum hours of training speech")

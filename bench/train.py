@@ -62,7 +62,7 @@ def stt_rows(n: int, *, waveforms: bool) -> list[dict]:
 
     from data_pipelines.stt_corpus import make_utterance, utterance_seed
     from data_pipelines.text import normalize_transcript
-    from train_jobs.models.stt import log_mel
+    from data_pipelines.stt_features import log_mel
 
     rows = []
     for i in range(n):

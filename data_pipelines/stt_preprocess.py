@@ -52,7 +52,7 @@ def featurize_pair(
     its audio no longer decodes."""
     import torch
 
-    from train_jobs.models.stt import log_mel
+    from data_pipelines.stt_features import log_mel
 
     pin_threads()
     try:

@@ -24,11 +24,12 @@ import requests
 from ray import serve
 
 from data_pipelines.audio import encode_audio
-from data_pipelines.stt_corpus import DOMAIN_TERMS, make_utterance, utterance_seed
+from data_pipelines.stt_corpus import make_utterance, utterance_seed
 from data_pipelines.synth import make_clip
 from serve_app.app import APP_NAME, AppArgs, build_app
 from tests.factories import Client, ray_worker_pids, register_detector, upload_dataset_audio, wait_for
 from train_jobs.stt import epoch_phase
+from train_jobs.stt_vocab import DOMAIN_TERMS
 
 pytestmark = pytest.mark.slow
 

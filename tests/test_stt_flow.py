@@ -20,9 +20,10 @@ import jiwer
 import pytest
 
 from data_pipelines.audio import encode_audio
-from data_pipelines.stt_corpus import DOMAIN_TERMS, make_utterance, utterance_seed
+from data_pipelines.stt_corpus import make_utterance, utterance_seed
 from data_pipelines.text import normalize_transcript
 from tests.factories import Client, wait_for
+from train_jobs.stt_vocab import DOMAIN_TERMS
 
 pytestmark = pytest.mark.slow
 

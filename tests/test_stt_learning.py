@@ -16,19 +16,20 @@ import json
 from dataclasses import replace
 
 import numpy as np
+import pytest
 import ray
 import ray.train
 import torch
 
-import pytest
-
 from data_pipelines.condition_chain import preset
-from data_pipelines.stt_corpus import DOMAIN_TERMS, customer_voices, make_utterance, speaker_split, utterance_seed
+from data_pipelines.stt_corpus import customer_voices, make_utterance, speaker_split, utterance_seed
 from data_pipelines.text import normalize_transcript
 from train_jobs.base_models import base_checkpoint, load_base_model
-from train_jobs.models.stt import SttDims, load_stt_checkpoint, log_mel
+from data_pipelines.stt_features import log_mel
+from train_jobs.models.stt import SttDims, load_stt_checkpoint
 from train_jobs.stt_eval import accuracy_improvement, evaluate
 from train_jobs.stt_loop import checkpoint_bytes, finetune_config, fit_stt, pretrain_config
+from train_jobs.stt_vocab import DOMAIN_TERMS
 
 CUSTOMER_TERMS = DOMAIN_TERMS["medical"][:30]  # a cardiology-leaning slice of the medical list
 CUSTOMER_SPEAKERS = 4

@@ -6,21 +6,19 @@ import numpy as np
 import pytest
 import torch
 
-from data_pipelines.stt_corpus import DOMAIN_TERMS
 from train_jobs.base_models import BASE_MODELS, base_checkpoint, checkpoint_path, load_base_model, with_vocabulary
+from data_pipelines.stt_features import HOP, log_mel
 from train_jobs.models.stt import (
-    HOP,
     CtcConformer,
     SslCtc,
     SttDims,
     load_ssl_encoder,
     load_stt_checkpoint,
-    log_mel,
     save_stt_checkpoint,
     ssl_weights_path,
 )
 from train_jobs.stt_decoding import transcribe
-from train_jobs.stt_vocab import VOCAB, encode
+from train_jobs.stt_vocab import DOMAIN_TERMS, VOCAB, encode
 
 SMALL = SttDims(d_model=64, ffn_dim=128, n_layers=2, n_heads=2, subsampling_channels=16)
 TINY_WAV2VEC2 = {

@@ -32,7 +32,8 @@ import torchaudio.functional as AF
 from torch import nn
 
 from data_pipelines.text import TranscriptError, normalize_transcript
-from train_jobs.models.stt import N_FFT, SAMPLE_RATE, SttMeta
+from data_pipelines.stt_features import N_FFT
+from train_jobs.models.stt import SAMPLE_RATE, SttMeta
 from train_jobs.stt_vocab import BLANK, SPACE, VOCAB, decode, encode
 
 MAX_SEGMENT_S = 20.0  # s, longest segment given to the model

@@ -42,13 +42,13 @@ from torch import nn
 
 from data_pipelines.augment import augment_utterance, utterance_id, utterance_seed
 from schemas.augmentation import Augmentation
+from data_pipelines.stt_features import log_mel
 from train_jobs.models.stt import (
     CtcConformer,
     SslCtc,
     SttDims,
     build_stt_model,
     load_stt_checkpoint,
-    log_mel,
     save_stt_checkpoint,
 )
 from train_jobs.stt_decoding import greedy_decode

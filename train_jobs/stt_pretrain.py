@@ -44,13 +44,15 @@ import ray.train
 import torch
 
 from data_pipelines.condition_chain import preset
-from data_pipelines.stt_corpus import DOMAIN_TERMS, DOMAINS, make_utterance, speaker_split, utterance_seed
+from data_pipelines.stt_corpus import make_utterance, speaker_split, utterance_seed
 from data_pipelines.text import normalize_transcript
-from train_jobs.models.stt import SttDims, load_stt_checkpoint, log_mel, save_stt_checkpoint
+from schemas.augmentation import Augmentation, CodecAugment, NoiseAugment, TelephoneAugment
+from data_pipelines.stt_features import log_mel
+from train_jobs.models.stt import SttDims, load_stt_checkpoint, save_stt_checkpoint
 from train_jobs.stt_decoding import BEAM_SIZE, CHAR_BONUS, WORD_BONUS
 from train_jobs.stt_eval import evaluate
-from schemas.augmentation import Augmentation, CodecAugment, NoiseAugment, TelephoneAugment
 from train_jobs.stt_loop import AUGMENTATION_HELP, augmentation_arg, checkpoint_bytes, finetune_config, fit_stt, pretrain_config
+from train_jobs.stt_vocab import DOMAIN_TERMS, DOMAINS
 
 SYNTH_BATCH = 32  # utterances per Ray Data synthesis task
 PILOT_UTTERANCES = 64  # utterances measured to turn --hours into an utterance count

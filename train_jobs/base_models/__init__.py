@@ -2,7 +2,7 @@
 
 ``general`` is an acoustic model trained from scratch on synthetic English speech of 456
 voices under augmentation. ``medical``, ``legal`` and ``technical`` continue it on
-sentences full of that domain's terms (data_pipelines.stt_corpus.DOMAIN_TERMS) and carry
+sentences full of that domain's terms (train_jobs.stt_vocab.DOMAIN_TERMS) and carry
 those terms as their vocabulary: the decoder boosts them, and fine-tuning a custom model
 from one of them keeps the vocabulary in the custom model's checkpoint. The recipe of each
 is train_jobs.stt_pretrain; its figures are in the ``<name>.json`` beside the checkpoint.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from torch import nn
 
-from data_pipelines.stt_corpus import DOMAIN_TERMS
+from train_jobs.stt_vocab import DOMAIN_TERMS
 from train_jobs.models.stt import SttMeta, load_stt_checkpoint, save_stt_checkpoint
 
 BASE_MODELS = ("general", *DOMAIN_TERMS)

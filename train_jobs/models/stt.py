@@ -4,7 +4,7 @@ Two encoders share one interface, ``featurize(waveforms, lengths)`` then
 ``forward(features, lengths) -> (log_probs [B, T', V], out_lengths [B])``:
 
 * :class:`CtcConformer` (``encoder="conformer"``): 80-bin log-mel (25 ms window, 10 ms hop,
-  :func:`log_mel`), per-utterance mean/variance normalisation, SpecAugment while training,
+  data_pipelines.stt_features.log_mel), per-utterance mean/variance normalisation, SpecAugment while training,
   a two-layer stride-2 Conv2d subsampler (x4: one output frame per 40 ms),
   ``torchaudio.models.Conformer`` and a linear layer onto the character vocabulary.
 * :class:`SslCtc` (``encoder="wav2vec2"`` / ``"wavlm"``): a self-supervised
@@ -21,7 +21,6 @@ import io
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +29,12 @@ import torchaudio
 import torchaudio.functional as AF
 from torch import nn
 
+from data_pipelines.audio import SAMPLE_RATE
+from data_pipelines.stt_features import HOP, log_mel
 from train_jobs.stt_vocab import VOCAB
 
 CHECKPOINT_FORMAT = 1  # bumped when the checkpoint layout changes
-SAMPLE_RATE = 16_000  # Hz, model input
-N_FFT = 400  # samples: 25 ms analysis window
-HOP = 160  # samples: 10 ms between log-mel frames
 SUBSAMPLING = 4  # log-mel frames per conformer output frame (40 ms)
-LOG_FLOOR = 1e-6  # mel power floor before the log (about -60 dB re a full-scale sine)
 NORM_MIN_STD = 1e-2  # floor on the per-utterance feature std (log units)
 FREQ_MASKS, FREQ_MASK_BINS = 2, 15  # SpecAugment: masks per utterance, widest mask (mel bins)
 TIME_MASKS, TIME_MASK_FRAMES = 4, 30  # masks per utterance, widest mask (10 ms frames)
@@ -88,26 +85,6 @@ class SttMeta:
     base_model: str  # e.g. "general", "medical"
     vocabulary: tuple[str, ...] = ()  # domain terms boosted at decode time
     extra: Mapping[str, Any] = field(default_factory=dict)
-
-
-@lru_cache(maxsize=8)
-def _mel(n_mels: int, device: str) -> torchaudio.transforms.MelSpectrogram:
-    return torchaudio.transforms.MelSpectrogram(
-        sample_rate=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP, n_mels=n_mels, power=2.0
-    ).to(device)
-
-
-def log_mel(waveforms: torch.Tensor, lengths: torch.Tensor, n_mels: int = 80) -> tuple[torch.Tensor, torch.Tensor]:
-    """[B, N] float 16 kHz waveforms + lengths [B] (samples) -> log-mel [B, T, n_mels], frames [B].
-
-    Frame t is centred on sample t * HOP; a waveform of n samples has n // HOP + 1 frames.
-    """
-    if waveforms.ndim != 2:
-        raise ValueError(f"expected waveforms [batch, samples], got shape {tuple(waveforms.shape)}")
-    with torch.no_grad():
-        mel = _mel(n_mels, str(waveforms.device))(waveforms.float())  # [B, n_mels, T]
-        feats = torch.log(mel.clamp_min(LOG_FLOOR)).transpose(1, 2).contiguous()
-    return feats, torch.div(lengths, HOP, rounding_mode="floor") + 1
 
 
 def _length_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
