@@ -21,6 +21,7 @@ from ray.job_submission import JobStatus
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from cluster.blob_keys import custom_checkpoint_key, pair_audio_key
 from cluster.db import session_scope
 from cluster.launcher import LaunchError, jobs_client, ray_job_id_for, submit_module
 from cluster.stt_tables import CustomModel, TrainingDataPair, TrainingLogEntry
@@ -96,19 +97,6 @@ class TrainingRun(NamedTuple):
     checkpoint_key: str  # a fresh key per run, so servers caching by key never serve a stale model
 
 
-def model_prefix(model_id: int) -> str:
-    """Blob prefix of every object of one model (audio and checkpoints)."""
-    return f"custom_models/{model_id}/"
-
-
-def audio_key(model_id: int, pair_id: int) -> str:
-    return f"{model_prefix(model_id)}data/{pair_id}"
-
-
-def checkpoint_key_for(model_id: int, run: int) -> str:
-    return f"{model_prefix(model_id)}checkpoints/run-{run}.pt"
-
-
 def submission_id_for(model_id: int, run: int) -> str:
     """Ray refuses a reused submission id, and a model may be trained again: one id per run."""
     return ray_job_id_for("stt", f"{model_id}-{run}")
@@ -148,7 +136,7 @@ def add_pair(session: Session, model: CustomModel, **fields: Any) -> TrainingDat
     pair = TrainingDataPair(model_id=model.id, audio_key="", **fields)
     session.add(pair)
     session.flush()
-    pair.audio_key = audio_key(model.id, pair.id)
+    pair.audio_key = pair_audio_key(model.id, pair.id)
     if pair.type == "train" and model.training_status == TrainingStatus.NOT_RUNNING:
         set_status(model, TrainingStatus.READY)
     model.updated_at = utcnow()
@@ -306,7 +294,7 @@ def training_run(url: str, model_id: int) -> TrainingRun:
                 f"custom model {model_id} is {'gone' if model is None else f'in status {model.training_status}'}"
             )
         run = model.training_runs
-        return TrainingRun(model.id, run, model.base_model, model.language, checkpoint_key_for(model.id, run))
+        return TrainingRun(model.id, run, model.base_model, model.language, custom_checkpoint_key(model.id, run))
 
 
 def load_training_data(url: str, model_id: int) -> list[DataPair]:

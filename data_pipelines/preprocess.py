@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy import select, update
 
+from cluster.blob_keys import features_key
 from cluster.blob_signing import BlobError, BlobNotFound
 from cluster.blob_store import BlobStore
 from cluster.blobs import make_blob_store
@@ -29,7 +30,7 @@ from cluster.db import session_scope, signing_secret
 from cluster.tables import AudioFile
 from data_pipelines.audio import AudioDecodeError, decode_audio
 from data_pipelines.features import compute_features
-from data_pipelines.shards import features_key, write_feature_shard
+from data_pipelines.shards import write_feature_shard
 
 if TYPE_CHECKING:
     from ray.data import DataContext

@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
     from cluster.blob_store import BlobStore
 
-FEATURES_PREFIX = "features"
 SHARD_SCHEMA = pa.schema(
     [
         ("audio_id", pa.string()),
@@ -51,11 +50,6 @@ FEATURE_DTYPE = np.dtype("<f4")  # little-endian float32 on disk, whatever the h
 
 class ShardFormatError(ValueError):
     """A feature shard (or a row read from one) does not match the shard format."""
-
-
-def features_key(dataset_id: str, audio_id: str) -> str:
-    """Blob key of an audio file's feature shard."""
-    return f"{FEATURES_PREFIX}/{dataset_id}/{audio_id}.parquet"
 
 
 def encode_feature_shard(audio_id: str, features: np.ndarray) -> bytes:

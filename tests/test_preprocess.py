@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from cluster.blob_keys import features_key
 from cluster.blob_signing import BlobNotFound
 from cluster.blobs import make_blob_store
 from cluster.db import init_schema, session_scope
@@ -27,7 +28,6 @@ from data_pipelines.preprocess import FAILED, READY, SKIPPED, preprocess_audio_f
 from data_pipelines.shards import (
     ShardFormatError,
     encode_feature_shard,
-    features_key,
     read_feature_dataset,
     read_feature_shard,
     row_to_features,

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import ray
 
+from cluster.blob_keys import detector_checkpoint_key, training_storage_key
 from cluster.blobs import make_blob_store
 from cluster.db import init_schema, session_scope, signing_secret
 from cluster.gpus import use_gpu
@@ -36,11 +37,11 @@ from data_pipelines.events import Event
 from data_pipelines.features import FEATURE_VERSION, compute_features
 from schemas.settings import Settings
 from schemas.training import TrainingConfig
+from train_jobs.detector_data import audio_dataset, clean_feature_stats, events_of, validation_windows
 from train_jobs.detector_eval import evaluate_detector
 from train_jobs.detector_loop import checkpoint_bytes, fit_detector
 from train_jobs.models.detector import DetectorDims, load_checkpoint
 from train_jobs.progress import ProgressCallback
-from train_jobs.detector_data import audio_dataset, clean_feature_stats, events_of, validation_windows
 from train_jobs.windows import WindowSpec
 
 log = logging.getLogger("fathom.train.detector")
@@ -181,7 +182,7 @@ def train(settings: Settings, job_id: str) -> str:
         config=loop_config,
         num_workers=num_workers,
         use_gpu=gpu,
-        storage_path=blobs.arrow_path(f"ray-train/{job_id}"),
+        storage_path=blobs.arrow_path(training_storage_key(job_id)),
         storage_filesystem=blobs.arrow_filesystem(),
         run_name=f"detector-{job_id}",
         callbacks=[ProgressCallback(url, job_id, epochs=config.epochs)],
@@ -200,7 +201,7 @@ def train(settings: Settings, job_id: str) -> str:
     report_progress(url, job_id, progress=96.0, message=evaluation_summary(eval_metrics))
 
     model_id = new_id()
-    checkpoint_key = f"models/detectors/{model_id}.pt"
+    checkpoint_key = detector_checkpoint_key(model_id)
     blobs.put_bytes(checkpoint_key, model_bytes)
     final_metrics = {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
     final_metrics.update({"event_f1": eval_metrics["f1_score"], "event_precision": eval_metrics["precision"], "event_recall": eval_metrics["recall"]})

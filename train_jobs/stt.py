@@ -30,6 +30,7 @@ from typing import Any
 import ray
 import ray.train
 
+from cluster.blob_keys import training_storage_key
 from cluster.blobs import make_blob_store
 from cluster.custom_models import (
     TrainingNotActive,
@@ -157,7 +158,7 @@ def finetune(settings: Settings, run: TrainingRun, args: argparse.Namespace) -> 
         ),
         num_workers=num_workers,
         use_gpu=gpu,
-        storage_path=blobs.arrow_path(f"ray-train/stt-{model_id}-{run.run}"),
+        storage_path=blobs.arrow_path(training_storage_key(f"stt-{model_id}-{run.run}")),
         storage_filesystem=blobs.arrow_filesystem(),
         run_name=f"stt-{model_id}-{run.run}",
         callbacks=[EpochLog(url, model_id, epochs)],

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from ray import serve
 
+from cluster.blob_keys import CUSTOM_MODELS_PREFIX
 from cluster.blobs import make_blob_store
-from cluster.custom_models import model_prefix
 from cluster.db import init_schema
 from data_pipelines.audio import decode_audio
 from schemas.stt import BASE_MODELS
@@ -37,7 +37,6 @@ MAX_MODELS_PER_REPLICA = 6
 DEFAULT_MAX_BATCH_SIZE = 8  # utterances per forward pass (long files are split into segments first)
 CONCURRENT_BATCHES = 2  # one batch computes while the next fills; on CPU both use cores
 DEFAULT_BATCH_WAIT_S = 0.02
-CUSTOM_PREFIX = model_prefix(0).split("/")[0] + "/"  # "custom_models/": the only blobs a reference may name
 
 
 class ModelUnavailable(LookupError):
@@ -89,7 +88,7 @@ class Transcriber:
     def _load(self, ref: str) -> _Loaded:
         if ref in BASE_MODELS:
             model, meta = load_base_model(ref, map_location=str(self.device))
-        elif ref.startswith(CUSTOM_PREFIX) and ".." not in ref:
+        elif ref.startswith(CUSTOM_MODELS_PREFIX) and ".." not in ref:
             try:
                 data = self.blobs.get_bytes(ref)
             except Exception as e:

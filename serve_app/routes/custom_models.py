@@ -16,13 +16,13 @@ from sqlalchemy import asc, delete, desc, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from cluster.accounts import Principal
+from cluster.blob_keys import custom_model_prefix
 from cluster.custom_models import (
     InsufficientData,
     ModelLimitExceeded,
     ModelNotReady,
     TrainingInProgress,
     add_pair,
-    model_prefix,
     remove_pair,
     start_training,
 )
@@ -307,8 +307,8 @@ def delete_model(model_id: int, session: SessionDep, blobs: BlobsDep, principal:
         session.rollback()
         raise in_progress(owned_model(session, principal, model_id), "the model cannot be deleted until it ends")
     session.commit()  # rows first (pairs and log go by ON DELETE CASCADE): a failure below leaves objects, never dangling rows
-    removed = blobs.delete_prefix(model_prefix(model_id))
-    if checkpoint and not checkpoint.startswith(model_prefix(model_id)):
+    removed = blobs.delete_prefix(custom_model_prefix(model_id))
+    if checkpoint and not checkpoint.startswith(custom_model_prefix(model_id)):
         blobs.delete(checkpoint)
     log.info("custom model %s deleted with %d stored objects", model_id, removed)
     return Deleted(message=f"Custom model {model_id} deleted", id=model_id)

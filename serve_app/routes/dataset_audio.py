@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from cluster.accounts import Principal
+from cluster.blob_keys import dataset_audio_key
 from cluster.pending_uploads import UPLOAD_NEVER_COMPLETED, expire_dataset_uploads, expired_message, upload_cutoff
 from cluster.tables import Annotation, AnnotationSet, AudioFile, new_id
 from cluster.uploads import UploadError, display_filename, finish_upload, start_upload
@@ -25,7 +26,7 @@ from schemas.datasets import (
 )
 from serve_app.deps import BlobsDep, PageDep, SessionDep, SettingsDep, require
 from serve_app.errors import V1_ROUTE_ERRORS, ApiError, v1_errors
-from serve_app.routes.datasets import dataset_prefix, get_dataset
+from serve_app.routes.datasets import get_dataset
 
 log = logging.getLogger("fathom.dataset_audio")
 
@@ -43,10 +44,6 @@ CONFIRMED_MESSAGES = {  # answers to a repeated confirm, by the file's current s
     "ready": "Already confirmed; the file is processed and ready",
     "failed": "Already confirmed; processing failed (see error_message on the file)",
 }
-
-
-def audio_key(dataset_id: str, audio_id: str) -> str:
-    return f"{dataset_prefix(dataset_id)}audio/{audio_id}"
 
 
 def get_audio(session: Session, principal: Principal, dataset_id: str, audio_id: str) -> AudioFile:
@@ -70,7 +67,7 @@ def create_upload_url(
     """Register an audio file (status pending) and get a form to POST it to storage."""
     dataset = get_dataset(session, principal, dataset_id)
     audio_id = new_id()
-    key = audio_key(dataset.id, audio_id)
+    key = dataset_audio_key(dataset.id, audio_id)
     try:
         name = display_filename(body.filename)
         post = start_upload(

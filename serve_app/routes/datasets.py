@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cluster.accounts import Principal
+from cluster.blob_keys import dataset_prefix
 from cluster.tables import Annotation, AnnotationSet, AudioFile, Dataset, TrainingJob
 from schemas.auth import DETECTION_READ, DETECTION_WRITE
 from schemas.common import Id, Page, Text
@@ -25,11 +26,6 @@ Reader = Annotated[Principal, Depends(require(DETECTION_READ))]
 Writer = Annotated[Principal, Depends(require(DETECTION_WRITE))]
 
 NOT_NULL_FIELDS = ("name", "artifact_types")
-
-
-def dataset_prefix(dataset_id: str) -> str:
-    """Blob prefix under which every object of one dataset lives (audio and features)."""
-    return f"datasets/{dataset_id}/"
 
 
 def get_dataset(session: Session, principal: Principal, dataset_id: str, *, lock: bool = False) -> Dataset:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query
 from sqlalchemy import select
 
 from cluster.accounts import Principal
+from cluster.blob_keys import inference_audio_key
 from cluster.inference import cancel_job, file_refusal, job_counts, model_refusal, queue_file
 from cluster.pending_uploads import expire_inference_uploads, expired_message, upload_cutoff
 from cluster.tables import InferenceFile, InferenceJob, new_id
@@ -150,7 +151,7 @@ def file_upload_url(
     job = _job(session, principal, job_id)
     _refuse_new_files(session, job)
     file_id = new_id()
-    key = f"inference/{job.id}/{file_id}"
+    key = inference_audio_key(job.id, file_id)
     try:
         name = display_filename(body.filename)
         post = start_upload(
