@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import logging
 import shlex
-from datetime import timedelta
 from typing import Any, NamedTuple
 
-from ray.job_submission import JobStatus
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from cluster.blob_keys import custom_checkpoint_key, pair_audio_key
 from cluster.db import session_scope
-from cluster.launcher import LaunchError, jobs_client, ray_job_id_for, submit_module
+from cluster.launcher import LaunchError, ended_ray_job, jobs_client, ray_job_id_for, submit_module
 from cluster.stt_tables import CustomModel, TrainingDataPair, TrainingLogEntry
 from cluster.tables import Organization, utcnow
 from schemas.augmentation import Augmentation
@@ -39,7 +37,6 @@ from schemas.stt import (
 log = logging.getLogger("fathom.custom_models")
 
 STT_MODULE = "train_jobs.stt"
-SUBMIT_GRACE_S = 60  # a running model with no Ray Job after this long failed to launch
 MAX_ERROR_CHARS = 4000
 SECONDS_PER_HOUR = 3600.0
 
@@ -388,26 +385,8 @@ def reconcile_stt_jobs(settings: Settings) -> int:
     client = jobs_client(settings)
     changed = 0
     for model_id, ray_job_id, updated_at in running:
-        error = None
-        if ray_job_id is None:
-            if now - updated_at > timedelta(seconds=SUBMIT_GRACE_S):
-                error = "training job was never launched"
-        else:
-            try:
-                info = client.get_job_info(ray_job_id)
-            except Exception as e:  # unknown to this cluster (e.g. the cluster was replaced)
-                if "does not exist" in str(e) or "404" in str(e):
-                    error = "the Ray job of this training run no longer exists (cluster restarted?)"
-                else:
-                    log.warning("reading Ray job %s: %s", ray_job_id, e)
-                    continue
-            else:
-                if info.status == JobStatus.STOPPED:
-                    error = "training job was stopped"
-                elif info.status == JobStatus.FAILED:
-                    error = f"training process failed: {(info.message or '').strip()[:1000]}"
-                elif info.status == JobStatus.SUCCEEDED:
-                    error = "training process exited without recording a result"
+        ended = ended_ray_job(client, ray_job_id, updated_at, now)
+        error = None if ended is None else ended.reason  # a stopped Ray Job is status 5 on v3, with that reason
         if error is not None:
             # Conditional on the same Ray Job: a run launched meanwhile is left alone.
             same_job = CustomModel.ray_job_id.is_(None) if ray_job_id is None else CustomModel.ray_job_id == ray_job_id

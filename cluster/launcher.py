@@ -9,14 +9,51 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import ray
-from ray.job_submission import JobSubmissionClient
+from ray.job_submission import JobStatus, JobSubmissionClient
 
 from schemas.settings import Settings
 
 log = logging.getLogger("fathom.launcher")
 
+SUBMIT_GRACE_S = 60  # an active record with no Ray Job after this long failed to launch
+
+
+class RayJobEnd(NamedTuple):
+    """How a record's Ray Job ended without the record saying so itself."""
+
+    stopped: bool  # stopped through the Jobs API (a cancel), else a failure
+    reason: str
+
+
+def ended_ray_job(client: JobSubmissionClient, ray_job_id: str | None, since: datetime, now: datetime) -> RayJobEnd | None:
+    """The end of a record's Ray Job, or None while it may still run (or the API did not answer).
+
+    ``since``: when the record was claimed for this run; without a Ray Job id after
+    SUBMIT_GRACE_S the launch is taken to have failed. Both training lifecycles (detector
+    training jobs, custom models) read their Ray Jobs through this one function.
+    """
+    if ray_job_id is None:
+        if now - since > timedelta(seconds=SUBMIT_GRACE_S):
+            return RayJobEnd(False, "training job was never launched")
+        return None
+    try:
+        info = client.get_job_info(ray_job_id)
+    except Exception as e:  # unknown to this cluster (e.g. the cluster was replaced)
+        if "does not exist" in str(e) or "404" in str(e):
+            return RayJobEnd(False, "the Ray job of this training run no longer exists (cluster restarted?)")
+        log.warning("reading Ray job %s: %s", ray_job_id, e)
+        return None
+    if info.status == JobStatus.STOPPED:
+        return RayJobEnd(True, "training job was stopped")
+    if info.status == JobStatus.FAILED:
+        return RayJobEnd(False, f"training process failed: {(info.message or '').strip()[:1000]}")
+    if info.status == JobStatus.SUCCEEDED:
+        return RayJobEnd(False, "training process exited without recording a result")
+    return None
 
 
 class LaunchError(RuntimeError):

@@ -6,22 +6,19 @@ the log never says less than the record.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
-from ray.job_submission import JobStatus
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from cluster.db import session_scope
-from cluster.launcher import jobs_client, ray_job_id_for, submit_module
+from cluster.launcher import ended_ray_job, jobs_client, ray_job_id_for, submit_module
 from cluster.tables import DetectorModel, TrainingJob, TrainingJobLogEntry, utcnow
 from schemas.common import LOG_LEVELS
 from schemas.training import ACTIVE_TRAINING
 from schemas.settings import Settings
 
 DETECTOR_MODULE = "train_jobs.detector"
-SUBMIT_GRACE_S = 60  # a queued record with no Ray Job after this long failed to launch
 
 
 class JobCancelled(RuntimeError):
@@ -137,27 +134,6 @@ def fail_job(url: str, job_id: str, message: str) -> None:
         end_job(s, job_id, "failed", message)
 
 
-def _ended_reason(client, ray_job_id: str | None, created_at, now) -> tuple[str, str] | None:
-    """(status, reason) when a record's Ray Job ended without recording its own end; None while it may still run."""
-    if ray_job_id is None:
-        if now - created_at > timedelta(seconds=SUBMIT_GRACE_S):
-            return "failed", "training job was never launched"
-        return None
-    try:
-        info = client.get_job_info(ray_job_id)
-    except Exception as e:  # unknown to this cluster (e.g. the cluster was replaced)
-        if "does not exist" in str(e) or "404" in str(e):
-            return "failed", "the Ray job of this training run no longer exists (cluster restarted?)"
-        return None
-    if info.status == JobStatus.STOPPED:
-        return "cancelled", "stopped"
-    if info.status == JobStatus.FAILED:
-        return "failed", f"training process failed: {(info.message or '').strip()[:1000]}"
-    if info.status == JobStatus.SUCCEEDED:
-        return "failed", "training process exited without registering a model"
-    return None
-
-
 def reconcile_training_jobs(settings: Settings) -> int:
     """Fail or cancel active records whose Ray Job is no longer running; returns how many changed.
 
@@ -174,8 +150,8 @@ def reconcile_training_jobs(settings: Settings) -> int:
         return 0
     client, now, changed = jobs_client(settings), utcnow(), 0
     for job_id, ray_job_id, created_at in active:
-        ended = _ended_reason(client, ray_job_id, created_at, now)
+        ended = ended_ray_job(client, ray_job_id, created_at, now)
         if ended is not None:
-            with session_scope(url) as s:
-                changed += end_job(s, job_id, *ended)
+            with session_scope(url) as s:  # a stopped Ray Job is a cancel on v1
+                changed += end_job(s, job_id, "cancelled" if ended.stopped else "failed", ended.reason)
     return changed
