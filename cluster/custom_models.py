@@ -25,7 +25,7 @@ from cluster.launcher import LaunchError, ended_ray_job, jobs_client, ray_job_id
 from cluster.stt_tables import CustomModel, TrainingDataPair, TrainingLogEntry
 from cluster.tables import Organization, utcnow
 from schemas.augmentation import Augmentation
-from schemas.common import LOG_LEVELS
+from schemas.common import LOG_LEVELS, progress_percent
 from schemas.settings import Settings
 from schemas.stt import (
     COUNTED_BY_LIMIT,
@@ -321,7 +321,7 @@ def mark_progress(url: str, model_id: int, progress: float, message: str) -> boo
             update(CustomModel)
             .where(CustomModel.id == model_id, CustomModel.training_status == int(TrainingStatus.RUNNING))
             .values(
-                training_progress=round(min(max(float(progress), 0.0), 100.0), 2),
+                training_progress=progress_percent(progress),
                 status_message=message[:500],
                 updated_at=utcnow(),
             )

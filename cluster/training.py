@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from cluster.db import session_scope
 from cluster.launcher import ended_ray_job, jobs_client, ray_job_id_for, submit_module
 from cluster.tables import DetectorModel, TrainingJob, TrainingJobLogEntry, utcnow
-from schemas.common import LOG_LEVELS
+from schemas.common import LOG_LEVELS, progress_percent
 from schemas.training import ACTIVE_TRAINING
 from schemas.settings import Settings
 
@@ -91,7 +91,7 @@ def report_progress(
     message: str | None = None,
 ) -> None:
     """Write progress (and ``message`` to the log) if the record is still running."""
-    values: dict[str, Any] = {"progress": round(min(max(progress, 0.0), 100.0), 2)}
+    values: dict[str, Any] = {"progress": progress_percent(progress)}
     if epoch is not None:
         values["current_epoch"] = epoch
     if metrics is not None:

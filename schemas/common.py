@@ -24,6 +24,11 @@ LogLevel = Literal["debug", "info", "warning", "error"]
 LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
 
 
+def progress_percent(value: float) -> float:
+    """A training run's reported progress as stored and answered: within 0-100, two decimals."""
+    return round(min(max(float(value), 0.0), 100.0), 2)
+
+
 def check_text(value: str) -> str:
     """Text both databases store and every answer can carry: PostgreSQL text holds no NUL, and
     UTF-8 (SQLite's driver, PostgreSQL, JSON answers) has no unpaired surrogates, which JSON
