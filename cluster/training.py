@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from cluster.db import session_scope
 from cluster.launcher import ended_ray_job, jobs_client, ray_job_id_for, submit_module
-from cluster.tables import DetectorModel, TrainingJob, TrainingJobLogEntry, utcnow
+from cluster.tables import Annotation, AnnotationSet, AudioFile, Dataset, DetectorModel, TrainingJob, TrainingJobLogEntry, utcnow
 from schemas.common import LOG_LEVELS, progress_percent
-from schemas.training import ACTIVE_TRAINING
+from schemas.training import ACTIVE_TRAINING, TrainingConfig
 from schemas.settings import Settings
 
 DETECTOR_MODULE = "train_jobs.detector"
@@ -23,6 +23,71 @@ DETECTOR_MODULE = "train_jobs.detector"
 
 class JobCancelled(RuntimeError):
     """The record was cancelled (or otherwise ended) while the job ran."""
+
+
+class TrainingRefused(Exception):
+    """A detector training request whose prerequisites do not hold; ``status_code`` is the v1 answer."""
+
+    def __init__(self, status_code: int, message: str):
+        super().__init__(message)
+        self.status_code = status_code
+
+
+def create_detector_training(
+    session: Session, settings: Settings, organization_id: str, dataset_id: str, annotation_set_id: str, config: TrainingConfig
+) -> TrainingJob:
+    """Check every prerequisite of training on (dataset, annotation set) and add the queued record.
+
+    The API and ``python -m train_jobs.detector`` both start a run here, so a standalone
+    submission is refused exactly where the API would refuse it. Flushed, not committed.
+    """
+    dataset = session.get(Dataset, dataset_id)
+    if dataset is None or dataset.organization_id != organization_id:
+        raise TrainingRefused(404, "Dataset not found")
+    aset = session.get(AnnotationSet, annotation_set_id)
+    if aset is None or aset.organization_id != organization_id or aset.dataset_id != dataset.id:
+        raise TrainingRefused(404, "Annotation set not found")
+    known = [t["name"] for t in dataset.artifact_types]
+    unknown = [t for t in config.artifact_types if t not in known]
+    if unknown:
+        raise TrainingRefused(400, f"artifact_types {unknown} are not types of this dataset; valid types: {known}")
+    if aset.status != "published":
+        raise TrainingRefused(409, "Annotation set must be published before training")
+    statuses = dict(
+        session.execute(
+            select(AudioFile.processing_status, func.count()).where(AudioFile.dataset_id == dataset.id).group_by(AudioFile.processing_status)
+        ).all()
+    )
+    not_ready = {k: v for k, v in statuses.items() if k != "ready"}
+    if not statuses.get("ready"):
+        raise TrainingRefused(409, "Dataset has no ready audio files")
+    if not_ready:
+        raise TrainingRefused(409, f"Every audio file must be ready before training; not ready: {not_ready}")
+    total_ms = session.scalar(select(func.coalesce(func.sum(AudioFile.duration_ms), 0)).where(AudioFile.dataset_id == dataset.id))
+    if total_ms / 1000 < settings.min_training_audio_s:
+        raise TrainingRefused(
+            400,
+            f"Dataset has {total_ms / 60000:.1f} minutes of audio; training needs at least {settings.min_training_audio_s / 60:.1f}",
+        )
+    counts = dict(
+        session.execute(
+            select(Annotation.artifact_type, func.count()).where(Annotation.annotation_set_id == aset.id).group_by(Annotation.artifact_type)
+        ).all()
+    )
+    missing = [t for t in config.artifact_types if not counts.get(t)]
+    if missing:
+        raise TrainingRefused(400, f"Annotation set has no annotations of type(s) {missing}; each requested type needs at least one")
+    if statuses["ready"] < 2:
+        raise TrainingRefused(400, "Training needs at least 2 audio files (one for validation)")
+    job = TrainingJob(
+        organization_id=organization_id,
+        dataset_id=dataset.id,
+        annotation_set_id=aset.id,
+        config=config.model_dump(),
+    )
+    session.add(job)
+    session.flush()
+    return job
 
 
 def add_log(session: Session, job_id: str, message: str, level: str = "info") -> None:

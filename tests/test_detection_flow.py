@@ -212,6 +212,21 @@ def test_training_module_runs_under_ray_job_submit(platform, ray_cluster, traine
     assert client.get(f"/api/v1/models/{manual[0]['model_id']}").status_code == 200
 
 
+def test_training_module_refuses_what_the_api_refuses(platform, trained):
+    """The standalone module registers its run through the API's checks: a draft set is refused by both."""
+    from train_jobs.detector import create_job_record, parse_args
+
+    client, dataset_id = trained["client"], trained["dataset_id"]
+    draft = client.post(f"/api/v1/datasets/{dataset_id}/annotation-sets").json()["id"]
+    r = client.post("/api/v1/training-jobs", json={"dataset_id": dataset_id, "annotation_set_id": draft, "config": {"artifact_types": ["glitch"]}})
+    assert r.status_code == 409 and "published" in r.json()["detail"], r.text
+    args = parse_args(["--dataset-id", dataset_id, "--annotation-set-id", draft, "--artifact-types", "glitch"])
+    with pytest.raises(SystemExit, match=r"training refused \(409\): Annotation set must be published"):
+        create_job_record(platform.settings, args)
+    jobs = client.get("/api/v1/training-jobs", params={"dataset_id": dataset_id}).json()["items"]
+    assert all(j["annotation_set_id"] != draft for j in jobs)  # nothing was recorded
+
+
 def test_detector_handle_from_another_ray_driver(ray_cluster, trained, tmp_path):
     data, name, events = clip_bytes(7000, 0)
     audio = tmp_path / name

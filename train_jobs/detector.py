@@ -31,8 +31,16 @@ from cluster.blobs import make_blob_store
 from cluster.db import init_schema, session_scope, signing_secret
 from cluster.gpus import use_gpu
 from cluster.launcher import current_submission_id
-from cluster.tables import Annotation, AnnotationSet, AudioFile, DetectorModel, TrainingJob, new_id
-from cluster.training import JobCancelled, complete_with_model, fail_job, mark_running, report_progress
+from cluster.tables import Annotation, AudioFile, Dataset, DetectorModel, TrainingJob, new_id
+from cluster.training import (
+    JobCancelled,
+    TrainingRefused,
+    complete_with_model,
+    create_detector_training,
+    fail_job,
+    mark_running,
+    report_progress,
+)
 from data_pipelines.events import Event
 from data_pipelines.features import FEATURE_VERSION, compute_features
 from schemas.settings import Settings
@@ -68,20 +76,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def create_job_record(settings: Settings, args: argparse.Namespace) -> str:
-    """A standalone submission registers its job exactly like the API does."""
+    """A standalone submission registers its job through the API's own checks (cluster.training)."""
     with session_scope(settings.database_url) as s:
-        aset = s.get(AnnotationSet, args.annotation_set_id)
-        if aset is None or aset.dataset_id != args.dataset_id:
-            raise SystemExit(f"annotation set {args.annotation_set_id} of dataset {args.dataset_id} not found")
-        from cluster.tables import Dataset
-
         dataset = s.get(Dataset, args.dataset_id)
+        if dataset is None:
+            raise SystemExit(f"dataset {args.dataset_id} not found")
         types = args.artifact_types.split(",") if args.artifact_types else [t["name"] for t in dataset.artifact_types]
         overrides = {k: v for k, v in vars(args).items() if v is not None and k not in ("job_id", "dataset_id", "annotation_set_id", "artifact_types")}
         config = TrainingConfig(artifact_types=types, **overrides)
-        job = TrainingJob(organization_id=dataset.organization_id, dataset_id=dataset.id, annotation_set_id=aset.id, config=config.model_dump())
-        s.add(job)
-        s.flush()
+        try:
+            job = create_detector_training(s, settings, dataset.organization_id, dataset.id, args.annotation_set_id, config)
+        except TrainingRefused as e:
+            raise SystemExit(f"training refused ({e.status_code}): {e}") from e
         return job.id
 
 

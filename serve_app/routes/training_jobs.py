@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from cluster.accounts import Principal
 from cluster.launcher import LaunchError, stop_job
-from cluster.tables import Annotation, AnnotationSet, AudioFile, Dataset, TrainingJob, TrainingJobLogEntry
-from cluster.training import end_job, launch_detector_training
+from cluster.tables import TrainingJob, TrainingJobLogEntry
+from cluster.training import TrainingRefused, create_detector_training, end_job, launch_detector_training
 from schemas.auth import DETECTION_READ, DETECTION_WRITE
 from schemas.common import Id, Page
 from schemas.training import TrainingJobCreate, TrainingJobLogs, TrainingJobPublic, TrainingStatus
@@ -32,52 +32,10 @@ def _job(session, principal: Principal, job_id: str) -> TrainingJob:
 @router.post("", status_code=201, response_model=TrainingJobPublic, responses=v1_errors(404, 409))
 def create_training_job(body: TrainingJobCreate, session: SessionDep, settings: SettingsDep, principal: Writer) -> TrainingJob:
     """Check the prerequisites and start training a detector."""
-    org = principal.organization_id
-    dataset = session.get(Dataset, body.dataset_id)
-    if dataset is None or dataset.organization_id != org:
-        raise ApiError(404, "Dataset not found")
-    aset = session.get(AnnotationSet, body.annotation_set_id)
-    if aset is None or aset.organization_id != org or aset.dataset_id != dataset.id:
-        raise ApiError(404, "Annotation set not found")
-    known = [t["name"] for t in dataset.artifact_types]
-    unknown = [t for t in body.config.artifact_types if t not in known]
-    if unknown:
-        raise ApiError(400, f"artifact_types {unknown} are not types of this dataset; valid types: {known}")
-    if aset.status != "published":
-        raise ApiError(409, "Annotation set must be published before training")
-    statuses = dict(
-        session.execute(
-            select(AudioFile.processing_status, func.count()).where(AudioFile.dataset_id == dataset.id).group_by(AudioFile.processing_status)
-        ).all()
-    )
-    not_ready = {k: v for k, v in statuses.items() if k != "ready"}
-    if not statuses.get("ready"):
-        raise ApiError(409, "Dataset has no ready audio files")
-    if not_ready:
-        raise ApiError(409, f"Every audio file must be ready before training; not ready: {not_ready}")
-    total_ms = session.scalar(select(func.coalesce(func.sum(AudioFile.duration_ms), 0)).where(AudioFile.dataset_id == dataset.id))
-    if total_ms / 1000 < settings.min_training_audio_s:
-        raise ApiError(
-            400,
-            f"Dataset has {total_ms / 60000:.1f} minutes of audio; training needs at least {settings.min_training_audio_s / 60:.1f}",
-        )
-    counts = dict(
-        session.execute(
-            select(Annotation.artifact_type, func.count()).where(Annotation.annotation_set_id == aset.id).group_by(Annotation.artifact_type)
-        ).all()
-    )
-    missing = [t for t in body.config.artifact_types if not counts.get(t)]
-    if missing:
-        raise ApiError(400, f"Annotation set has no annotations of type(s) {missing}; each requested type needs at least one")
-    if statuses["ready"] < 2:
-        raise ApiError(400, "Training needs at least 2 audio files (one for validation)")
-    job = TrainingJob(
-        organization_id=org,
-        dataset_id=dataset.id,
-        annotation_set_id=aset.id,
-        config=body.config.model_dump(),
-    )
-    session.add(job)
+    try:
+        job = create_detector_training(session, settings, principal.organization_id, body.dataset_id, body.annotation_set_id, body.config)
+    except TrainingRefused as e:
+        raise ApiError(e.status_code, str(e)) from e
     session.commit()
     try:
         launch_detector_training(session, settings, job)
