@@ -114,7 +114,9 @@ def test_custom_model_trains_on_ray_and_transcribes_better(platform, org):
     print(f"recomputed over HTTP: base WER {base_wer:.2f}%, custom WER {custom_wer:.2f}%")
     assert metrics["word_error_rate"] == pytest.approx(custom_wer, abs=1.0)
     assert metrics["base_word_error_rate"] == pytest.approx(base_wer, abs=1.0)
-    assert metrics["accuracy_improvement"] == pytest.approx(100 * (base_wer - custom_wer) / base_wer, abs=2.0)
+    # the improvement is the job's own relative reduction; both its WERs were checked just above
+    recorded = 100 * (metrics["base_word_error_rate"] - metrics["word_error_rate"]) / metrics["base_word_error_rate"]
+    assert metrics["accuracy_improvement"] == pytest.approx(recorded, abs=0.1)
     assert metrics["training_hours"] == pytest.approx(sum(w.size for w, _ in train) / 16_000 / 3600, rel=0.01)
 
     # On sentences it never saw, the custom model beats its base.
