@@ -47,7 +47,8 @@ def ceiling(audio: list[bytes]) -> float:
     from data_pipelines.features import N_FEATURES, compute_features
     from data_pipelines.synth import ARTIFACT_TYPES
     from train_jobs.models.detector import DetectorDims, FrameDetector
-    from train_jobs.windows import WindowSpec, predict_probs
+    from train_jobs.detection import frame_probs
+    from train_jobs.windows import WindowSpec
 
     torch.set_num_threads(1)
     model = FrameDetector(DetectorDims(n_features=N_FEATURES, n_classes=len(ARTIFACT_TYPES))).eval()
@@ -56,7 +57,7 @@ def ceiling(audio: list[bytes]) -> float:
     seconds = 0.0
     for data in audio:
         decoded = decode_audio(data)
-        predict_probs(model, compute_features(decoded.waveform), spec)
+        frame_probs(model, compute_features(decoded.waveform), spec)
         seconds += decoded.duration_ms / 1000
     return seconds / (time.perf_counter() - t0)
 
@@ -105,7 +106,7 @@ def run_handle(model_id: str, audio: list[bytes], concurrency: int, clip_s: floa
 
     def one(data: bytes) -> float:
         t0 = time.perf_counter()
-        handle.detect.remote(data, model_id=model_id).result(timeout_s=600)
+        handle.detect.remote(data).result(timeout_s=600)
         return time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -95,9 +95,10 @@ def train_model(name: str, train_ds, val_rows, *, epochs: int, workers: int, sto
 def score(model, meta, rows) -> dict:
     from data_pipelines.features import compute_features
     from train_jobs.detector_data import events_of
-    from train_jobs.detector_eval import evaluate_detector
+    from data_pipelines.audio import duration_ms
+    from train_jobs.detection import evaluate_detector
 
-    files = [(compute_features(r["waveform"], version=meta.feature_version), events_of(r["events"])) for r in rows]
+    files = [(compute_features(r["waveform"], version=meta.feature_version), duration_ms(r["waveform"]), events_of(r["events"])) for r in rows]
     return evaluate_detector(model, meta, files)
 
 

@@ -65,6 +65,11 @@ class DecodedAudio:
     duration_ms: int  # of the source audio
 
 
+def duration_ms(waveform: np.ndarray, sample_rate: int = SAMPLE_RATE) -> int:
+    """Whole milliseconds of a waveform, rounded as ``decode_audio`` rounds its source's."""
+    return round(np.asarray(waveform).size * 1000 / sample_rate)
+
+
 def decode_audio(data: bytes, *, max_seconds: float | None = None) -> DecodedAudio:
     """Decode any supported file to float32 mono at SAMPLE_RATE (channel mean, then resampled).
 

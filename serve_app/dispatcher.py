@@ -32,11 +32,13 @@ from cluster.pending_uploads import expire_pending_uploads
 from cluster.training import reconcile_training_jobs
 from cluster.tables import DetectorModel, InferenceFile, InferenceJob
 from data_pipelines.audio import AudioDecodeError
-from serve_app.deployments.detector import ModelUnavailable
+from serve_app.deployments.replica import ModelUnavailable
 
 log = logging.getLogger("fathom.dispatcher")
 
 RECONCILE_EVERY_S = 5.0
+# Failures of a worker or a dependency, not of the file: the file is requeued.
+INTERRUPTIONS = (RayActorError, BackPressureError, BlobError, ConnectionError, asyncio.TimeoutError)
 
 
 @ray.remote(num_cpus=0, max_retries=0)
@@ -107,20 +109,16 @@ class Dispatcher:
             if refusal:  # the model became unusable after the job was created: a job-level cause
                 await self._fail_job(job_id, file_id, refusal)
                 return
-            data = await asyncio.to_thread(self.blobs.get_bytes, key)
-            result = await self.detector.options(multiplexed_model_id=model_id).detect.remote(
-                data, model_id=model_id, config=config
-            )
+            # The Detector reads the file from the blob store itself: only the key travels.
+            result = await self.detector.options(multiplexed_model_id=model_id).detect.remote(audio_key=key, config=config)
             await asyncio.to_thread(
                 finish_file, url, file_id, detections=result["detections"], duration_ms=result["duration_ms"]
             )
-        except (RayActorError, BackPressureError, BlobError, ConnectionError, asyncio.TimeoutError) as e:
-            # The worker or a dependency failed, not the file: put it back for another attempt.
-            log.warning("inference of %s interrupted (%s); requeueing", file_id, type(e).__name__)
-            await asyncio.to_thread(queue.release_inference_file, url, file_id)
-        except Exception as e:  # the file itself is bad (decode error), or the model went away mid-call
+        except Exception as e:
             cause = e.cause if isinstance(e, RayTaskError) and getattr(e, "cause", None) else e
-            if isinstance(cause, RayActorError):
+            if isinstance(cause, INTERRUPTIONS):
+                # The worker or a dependency failed, not the file: put it back for another attempt.
+                log.warning("inference of %s interrupted (%s); requeueing", file_id, type(cause).__name__)
                 await asyncio.to_thread(queue.release_inference_file, url, file_id)
             elif isinstance(cause, ModelUnavailable) and job_id:
                 await self._fail_job(job_id, file_id, f"Model is unavailable: {cause}")

@@ -18,10 +18,11 @@ import pytest
 import ray
 import ray.train
 
+from data_pipelines.audio import duration_ms
 from data_pipelines.features import FEATURE_VERSION, N_FEATURES, compute_features
 from data_pipelines.synth import ARTIFACT_TYPES, make_clip
 from train_jobs.detector_data import events_json, events_of, validation_windows
-from train_jobs.detector_eval import evaluate_detector
+from train_jobs.detection import evaluate_detector
 from train_jobs.detector_loop import checkpoint_bytes, fit_detector
 from train_jobs.models.detector import feature_stats, load_checkpoint
 from train_jobs.windows import WindowSpec
@@ -87,7 +88,8 @@ def test_detector_learns_every_artifact_type_and_resumes(ray_cluster, tmp_path):
     spec = WindowSpec.from_ms()
     train_ds = ray.data.from_items(rows[:N_TRAIN_CLIPS]).materialize()
     val_ds = validation_windows(ray.data.from_items(rows[N_TRAIN_CLIPS:]), artifact_types=ARTIFACT_TYPES, spec=spec, feature_version=FEATURE_VERSION)
-    heldout = [(compute_features(make_clip(s).waveform), make_clip(s).events) for s in range(100 + N_TRAIN_CLIPS, 100 + N_TRAIN_CLIPS + N_HELDOUT_CLIPS)]
+    clips = [make_clip(s) for s in range(100 + N_TRAIN_CLIPS, 100 + N_TRAIN_CLIPS + N_HELDOUT_CLIPS)]
+    heldout = [(compute_features(c.waveform), duration_ms(c.waveform), c.events) for c in clips]
     mean, std = feature_stats(compute_features(r["waveform"]) for r in rows[:N_TRAIN_CLIPS])
     config = {
         "epochs": FIRST_EPOCHS,
@@ -196,7 +198,7 @@ def test_trained_on_clean_files_it_holds_under_real_world_conditions(ray_cluster
     )
     model, meta = load_checkpoint(checkpoint_bytes(result.checkpoint))
     heldout = [
-        (compute_features(r["waveform"], version=meta.feature_version), events_of(r["events"]))
+        (compute_features(r["waveform"], version=meta.feature_version), duration_ms(r["waveform"]), events_of(r["events"]))
         for r in rows(range(20_000, 20_000 + HARD_HELDOUT_CLIPS), preset("real_world"))
     ]
     scores = evaluate_detector(model, meta, heldout)

@@ -8,9 +8,12 @@ import torch
 
 from data_pipelines.events import Event
 from data_pipelines.features import N_FEATURES
+from schemas.inference import InferenceConfig
+from train_jobs.detection import detect, forward_windows, frame_probs
 from train_jobs.detector_loop import validate_config
 from train_jobs.models.detector import (
     DetectorDims,
+    DetectorMeta,
     FrameDetector,
     feature_stats,
     load_checkpoint,
@@ -21,7 +24,6 @@ from train_jobs.windows import (
     frame_labels,
     make_training_windows,
     merge_windows,
-    predict_probs,
     split_windows,
 )
 
@@ -177,13 +179,31 @@ def test_training_windows_pair_inputs_with_chunk_labels():
         make_training_windows(feats, labels[:-1], SPEC)
 
 
-def test_predict_probs_does_not_depend_on_batching():
+def test_prediction_does_not_depend_on_how_files_are_batched():
+    """The Detector deployment stacks several files' windows in one forward pass."""
     model = _model(seed=5)
-    feats = np.random.default_rng(2).normal(size=(431, N_FEATURES)).astype(np.float32)
-    probs = predict_probs(model, feats, SPEC, batch_size=256)
+    rng = np.random.default_rng(2)
+    a, b = (rng.normal(size=(n, N_FEATURES)).astype(np.float32) for n in (431, 97))
+    probs = frame_probs(model, a, SPEC)
     assert probs.shape == (431, 4)
     assert np.all((probs > 0) & (probs < 1))
-    np.testing.assert_allclose(predict_probs(model, feats, SPEC, batch_size=3), probs, atol=1e-5)
+    wa, wb = split_windows(a, SPEC), split_windows(b, SPEC)
+    stacked = forward_windows(model, np.concatenate([wa, wb]), SPEC)
+    np.testing.assert_allclose(merge_windows(stacked[: len(wa)], 431, SPEC), probs, atol=1e-5)
+    np.testing.assert_allclose(merge_windows(stacked[len(wa) :], 97, SPEC), frame_probs(model, b, SPEC), atol=1e-5)
+
+
+def test_detections_are_reported_in_whole_ms_inside_the_file():
+    """The one postprocessing step: API defaults, int times clipped to the duration, 4-decimal confidence."""
+    model = _model(seed=5)
+    meta = DetectorMeta(dims=model.dims, artifact_types=TYPES, window=SPEC)
+    feats = np.random.default_rng(3).normal(size=(300, N_FEATURES)).astype(np.float32)
+    events = detect(model, meta, feats, duration_ms=2995, config=InferenceConfig(threshold=0.0, min_duration_ms=0))
+    assert events, "threshold 0 marks every frame"
+    assert all(isinstance(e.start_ms, int) and isinstance(e.end_ms, int) for e in events)
+    assert max(e.end_ms for e in events) == 2995  # the last frame ends at 3000 ms, past the file
+    assert all(round(e.confidence, 4) == e.confidence for e in events)
+    assert detect(model, meta, feats, duration_ms=3000) == detect(model, meta, feats, duration_ms=3000, config=InferenceConfig())
 
 
 def test_feature_stats_matches_numpy_over_all_frames():

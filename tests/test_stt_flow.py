@@ -140,7 +140,7 @@ def test_transcriber_handle_from_another_ray_driver(platform, ray_cluster):
         handle = serve.get_deployment_handle("Transcriber", app_name="fathom")
         audio = sys.stdin.buffer.read()
         result = handle.options(multiplexed_model_id="general").transcribe.remote(
-            audio, model="general", boost_terms=["zeppelin"]).result(timeout_s=120)
+            audio, boost_terms=["zeppelin"]).result(timeout_s=120)
         print(json.dumps(result))
         """
     )

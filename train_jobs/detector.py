@@ -46,7 +46,7 @@ from data_pipelines.features import FEATURE_VERSION, compute_features
 from schemas.settings import Settings
 from schemas.training import TrainingConfig
 from train_jobs.detector_data import audio_dataset, clean_feature_stats, events_of, validation_windows
-from train_jobs.detector_eval import evaluate_detector
+from train_jobs.detection import evaluate_detector
 from train_jobs.detector_loop import checkpoint_bytes, fit_detector
 from train_jobs.models.detector import DetectorDims, load_checkpoint
 from train_jobs.progress import ProgressCallback
@@ -200,7 +200,11 @@ def train(settings: Settings, job_id: str) -> str:
     report_progress(url, job_id, progress=92.0, message=f"evaluating on {len(val_ids)} validation files")
     model, meta = load_checkpoint(model_bytes)
     val_files = [
-        (compute_features(np.asarray(r["waveform"], np.float32), version=meta.feature_version), events_of(r["events"]))
+        (
+            compute_features(np.asarray(r["waveform"], np.float32), version=meta.feature_version),
+            inputs["durations_ms"][r["audio_id"]],  # the source's duration, as inference reports it
+            events_of(r["events"]),
+        )
         for r in val_audio.take_all()
     ]
     eval_metrics = evaluate_detector(model, meta, val_files)

@@ -20,9 +20,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-import torch
 from numpy.lib.stride_tricks import sliding_window_view
-from torch import nn
 
 from data_pipelines.events import Event
 from data_pipelines.features import FRAME_HOP_MS
@@ -167,24 +165,3 @@ def make_training_windows(features: np.ndarray, labels: np.ndarray, spec: Window
     chunk_only = WindowSpec(spec.chunk_frames, spec.stride_frames, context_frames=0)
     ys = split_windows(labels.astype(np.float32, copy=False), chunk_only)
     return [{"x": x, "y": y} for x, y in zip(xs, ys)]
-
-
-@torch.inference_mode()
-def predict_probs(
-    model: nn.Module,
-    features: np.ndarray,
-    spec: WindowSpec,
-    *,
-    batch_size: int = 256,
-    device: str | torch.device = "cpu",
-) -> np.ndarray:
-    """Frame probabilities [T, C] (sigmoid of the logits) for one file's features [T, F]."""
-    model.eval()
-    windows = split_windows(features.astype(np.float32, copy=False), spec)
-    ctx, chunk = spec.context_frames, spec.chunk_frames
-    outputs = []
-    for start in range(0, len(windows), batch_size):
-        x = torch.from_numpy(windows[start : start + batch_size]).to(device)
-        logits = model(x)[:, ctx : ctx + chunk]
-        outputs.append(torch.sigmoid(logits).float().cpu().numpy())
-    return merge_windows(np.concatenate(outputs), features.shape[0], spec)

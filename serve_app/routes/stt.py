@@ -213,9 +213,7 @@ async def transcribe(
     if transcriber is None:
         raise ApiError(503, "Transcription is not deployed on this cluster", headers={"Retry-After": "30"})
     try:
-        result = await transcriber.options(multiplexed_model_id=ref).transcribe.remote(
-            data, model=ref, boost_terms=terms
-        )
+        result = await transcriber.options(multiplexed_model_id=ref).transcribe.remote(data, boost_terms=terms)
     except Exception as e:
         cause = e.cause if isinstance(e, RayTaskError) and getattr(e, "cause", None) is not None else e
         if isinstance(cause, AudioDecodeError):
