@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from cluster.blob_keys import custom_checkpoint_key, pair_audio_key
 from cluster.db import session_scope
-from cluster.launcher import LaunchError, ended_ray_job, jobs_client, ray_job_id_for, submit_module
+from cluster.launcher import LaunchError, ended_ray_job, jobs_client, launch_run, ray_job_id_for
 from cluster.stt_tables import CustomModel, TrainingDataPair, TrainingLogEntry
 from cluster.tables import Organization, utcnow
 from schemas.augmentation import Augmentation
@@ -227,20 +227,18 @@ def launch(session: Session, settings: Settings, model: CustomModel, augmentatio
     run = model.training_runs
     extra = [] if augmentation is None else ["--augmentation", shlex.quote(augmentation.model_dump_json())]
     try:
-        ray_job_id = submit_module(
+        ray_job_id = launch_run(
+            session,
             settings,
             STT_MODULE,
             ["finetune", "--model-id", str(model.id), *extra],
             submission_id=submission_id_for(model.id, run),
             metadata={"fathom_custom_model": str(model.id), "kind": "stt", "training_run": str(run)},
+            failed=lambda s, reason: _fail_where_running(s, model.id, reason),
         )
-    except Exception as e:
-        message = f"training could not be launched: {e}"
-        session.rollback()
-        _fail_where_running(session, model.id, message)
-        session.commit()
+    except LaunchError:
         session.refresh(model)
-        raise (e if isinstance(e, LaunchError) else LaunchError(message)) from e
+        raise
     session.execute(
         update(CustomModel)
         .where(CustomModel.id == model.id)

@@ -10,10 +10,12 @@ import logging
 import os
 import sys
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import ray
 from ray.job_submission import JobStatus, JobSubmissionClient
+from sqlalchemy.orm import Session
 
 from schemas.settings import Settings
 
@@ -92,6 +94,33 @@ def submit_module(settings: Settings, module: str, args: list[str], *, submissio
         raise
     except Exception as e:
         raise LaunchError(f"could not submit {module}: {e}") from e
+
+
+def launch_run(
+    session: Session,
+    settings: Settings,
+    module: str,
+    args: list[str],
+    *,
+    submission_id: str,
+    metadata: dict[str, str],
+    failed: Callable[[Session, str], Any],
+) -> str:
+    """Submit a training run's Ray Job for both kinds of record; returns the Ray Job id.
+
+    The caller has committed the record (sessions keep their attributes after commit), so no
+    transaction or connection is held across the Jobs API call. When submission fails,
+    ``failed(session, reason)`` ends the record with its lifecycle's conditional update, in its
+    own committed transaction, and the ``LaunchError`` propagates.
+    """
+    session.commit()
+    try:
+        return submit_module(settings, module, args, submission_id=submission_id, metadata=metadata)
+    except LaunchError as e:
+        session.rollback()
+        failed(session, f"could not start training: {e}")
+        session.commit()
+        raise
 
 
 def stop_job(settings: Settings, ray_job_id: str) -> None:

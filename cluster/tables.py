@@ -238,6 +238,10 @@ class DetectorModel(Base):
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
+    @property
+    def is_archived(self) -> bool:
+        return self.archived_at is not None
+
 
 class InferenceJob(Base):
     __tablename__ = "inference_jobs"

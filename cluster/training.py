@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from cluster.db import session_scope
-from cluster.launcher import ended_ray_job, jobs_client, ray_job_id_for, submit_module
+from cluster.launcher import LaunchError, ended_ray_job, jobs_client, launch_run, ray_job_id_for
 from cluster.tables import Annotation, AnnotationSet, AudioFile, Dataset, DetectorModel, TrainingJob, TrainingJobLogEntry, utcnow
 from schemas.common import LOG_LEVELS, progress_percent
 from schemas.training import ACTIVE_TRAINING, TrainingConfig
@@ -115,18 +115,17 @@ def end_job(session: Session, job_id: str, status: str, message: str) -> bool:
 
 def launch_detector_training(session: Session, settings: Settings, job: TrainingJob) -> None:
     """Submit the Ray Job for a queued record; on failure the record is failed and LaunchError raised."""
-    submission_id = ray_job_id_for("detector", job.id)
     try:
-        job.ray_job_id = submit_module(
+        job.ray_job_id = launch_run(
+            session,
             settings,
             DETECTOR_MODULE,
             ["--job-id", job.id],
-            submission_id=submission_id,
+            submission_id=ray_job_id_for("detector", job.id),
             metadata={"fathom_training_job": job.id, "kind": "detector"},
+            failed=lambda s, reason: end_job(s, job.id, "failed", reason),
         )
-    except Exception as e:
-        end_job(session, job.id, "failed", f"could not start training: {e}")
-        session.commit()
+    except LaunchError:
         session.refresh(job)
         raise
     session.commit()

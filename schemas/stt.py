@@ -8,7 +8,7 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.augmentation import Augmentation
-from schemas.common import LogEntry, Text, UTCTimestamp
+from schemas.common import LogEntry, ORMModel, Text, UTCTimestamp
 
 
 class TrainingStatus(IntEnum):
@@ -198,7 +198,7 @@ class DataUploaded(BaseModel):
     duration_seconds: float
 
 
-class DataPairPublic(BaseModel):
+class DataPairPublic(ORMModel):
     id: int
     type: DataType
     filename: str

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request, Security
@@ -96,6 +97,13 @@ def require(scope: str):
     return _check
 
 
+def fetch_window(session: Session, query: Select, order_by: tuple[Any, ...], offset: int, limit: int) -> tuple[list[Any], int]:
+    """(rows ``offset`` .. ``offset + limit`` of ``query`` in ``order_by``, total rows): both API shapes page with it."""
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    rows = session.scalars(query.order_by(*order_by).offset(offset).limit(limit)).all()
+    return list(rows), total
+
+
 class PageParams:
     """v1 pagination: 1-based ``page`` and ``page_size``."""
 
@@ -113,9 +121,43 @@ class PageParams:
 
     def fetch(self, session: Session, query: Select, *order_by: Any) -> dict[str, Any]:
         """One page of ``query`` in the v1 envelope (items are ORM rows; the response model converts)."""
-        total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
-        rows = session.scalars(query.order_by(*order_by).offset(self.offset).limit(self.page_size)).all()
-        return {"items": list(rows), "total": total, "page": self.page, "page_size": self.page_size}
+        rows, total = fetch_window(session, query, order_by, self.offset, self.page_size)
+        return {"items": rows, "total": total, "page": self.page, "page_size": self.page_size}
 
 
 PageDep = Annotated[PageParams, Depends()]
+
+
+@dataclass(frozen=True)
+class Window:
+    """v3 pagination: ``offset``/``limit`` (or 1-based ``page``/``per_page``)."""
+
+    offset: int
+    limit: int
+
+    def fetch(self, session: Session, query: Select, *order_by: Any) -> tuple[list[Any], int]:
+        """(rows of this window, total rows) of ``query``; the route builds its own envelope."""
+        return fetch_window(session, query, order_by, self.offset, self.limit)
+
+
+def window_params(default: int, maximum: int):
+    """``offset``/``limit`` or ``page``/``per_page`` (1-based) as one dependency."""
+
+    def _window(
+        # Plain defaults, not Annotated: the bounds come from this closure, which string annotations cannot see.
+        offset: int | None = Query(None, ge=0, le=10_000_000),
+        limit: int | None = Query(None, ge=1, le=maximum, description=f"Default {default}."),
+        page: int | None = Query(None, ge=1, le=1_000_000, description="1-based; instead of offset."),
+        per_page: int | None = Query(None, ge=1, le=maximum, description="Same as limit."),
+    ) -> Window:
+        if offset is not None and page is not None:
+            raise ApiError(
+                422,
+                "Give offset or page, not both",
+                error_code="VALIDATION_ERROR",
+                details={"offset": offset, "page": page},
+            )
+        size = limit or per_page or default
+        return Window(offset=offset if offset is not None else ((page or 1) - 1) * size, limit=size)
+
+    return Depends(_window)

@@ -346,7 +346,7 @@ def test_launch_failure_fails_the_model(platform, org):
     with open_session(platform.settings.database_url) as s, pytest.raises(LaunchError):
         start_training(s, unreachable, mid, org.org_id)
     model = c.get(f"/api/v3/custom_models/{mid}").json()
-    assert model["training_status"] == 5 and "could not be launched" in model["error"]
+    assert model["training_status"] == 5 and "could not start training" in model["error"]
 
 
 def test_create_shapes_and_validation(platform, org, other_org):

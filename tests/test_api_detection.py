@@ -9,8 +9,12 @@ import pytest
 import requests
 from ray.job_submission import JobStatus, JobSubmissionClient
 
+from cluster.db import open_session
+from cluster.launcher import LaunchError
+from cluster.training import create_detector_training, launch_detector_training
 from data_pipelines.audio import encode_audio
 from data_pipelines.synth import make_clip
+from schemas.training import TrainingConfig
 from tests.factories import register_detector, training_log, upload_inference_file, wait_for
 
 TYPES = ["glitch", "long_pause"]
@@ -94,6 +98,24 @@ def test_too_little_audio_is_refused(platform):
     assert r.status_code == 400 and "minutes of audio" in r.json()["detail"]
 
 
+def test_launch_failure_fails_the_job_with_its_reason(platform, trainable):
+    """Both lifecycles launch through cluster.launcher.launch_run: an unreachable Jobs API fails the record."""
+    client = trainable["client"]
+    unreachable = platform.settings.model_copy(update={"dashboard_url": "http://127.0.0.1:9"})
+    config = TrainingConfig(artifact_types=TYPES)
+    with open_session(platform.settings.database_url) as s:
+        job = create_detector_training(s, unreachable, client.org_id, trainable["dataset_id"], trainable["published_set"], config)
+        s.commit()
+        with pytest.raises(LaunchError):
+            launch_detector_training(s, unreachable, job)
+        assert job.status == "failed"
+    got = client.get(f"/api/v1/training-jobs/{job.id}").json()
+    assert got["status"] == "failed" and got["error_message"].startswith("could not start training: ")
+    assert got["ray_job_id"] is None and got["completed_at"]
+    log = training_log(client, job.id)
+    assert (log[-1]["level"], log[-1]["message"]) == ("error", f"failed: {got['error_message']}")
+
+
 def test_cancel_stops_the_ray_job_and_leaves_no_model(platform, trainable):
     client, ds = trainable["client"], trainable["dataset_id"]
     r = start(client, ds, trainable["published_set"], epochs=100, num_workers=1)
@@ -113,6 +135,19 @@ def test_cancel_stops_the_ray_job_and_leaves_no_model(platform, trainable):
     log = training_log(client, job["id"])
     assert any(e["message"].startswith("preprocessing: ") for e in log), log
     assert (log[-1]["level"], log[-1]["message"]) == ("warning", "cancelled: cancelled by user")
+
+
+def test_model_type_filter_matches_whole_names_and_pages_in_the_database(platform, org):
+    """LIKE wildcards, quotes and backslashes in a type name match only themselves; total counts the filtered list."""
+    names = ["a_b", "axb", 'say "hi"', "50%", "500", "x\\y", "xy", "été"]
+    ids = {n: register_detector(platform.settings, org.org_id, [n, "shared"]) for n in names}
+    for name in names:
+        got = org.get("/api/v1/models", params={"artifact_type": name}).json()
+        assert [m["id"] for m in got["items"]] == [ids[name]] and got["total"] == 1, name
+    assert org.get("/api/v1/models", params={"artifact_type": "a"}).json()["total"] == 0  # no substring matches
+    pages = [org.get("/api/v1/models", params={"artifact_type": "shared", "page": p, "page_size": 3}).json() for p in (1, 2, 3)]
+    assert [len(p["items"]) for p in pages] == [3, 3, 2] and {p["total"] for p in pages} == {len(names)}
+    assert {m["id"] for p in pages for m in p["items"]} == set(ids.values())
 
 
 def test_models_filters_patch_archive_and_isolation(platform, org, other_org):

@@ -7,12 +7,11 @@ Status transitions live in ``cluster.custom_models`` (shared with the training j
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, File, Form, Query, UploadFile
-from sqlalchemy import asc, delete, desc, func, or_, select, update
+from sqlalchemy import asc, delete, desc, or_, select, update
 from sqlalchemy.orm import Session
 
 from cluster.accounts import Principal
@@ -51,7 +50,7 @@ from schemas.stt import (
     TrainingLogPage,
     TrainingStatus,
 )
-from serve_app.deps import BlobsDep, SessionDep, SettingsDep, require
+from serve_app.deps import BlobsDep, SessionDep, SettingsDep, Window, require, window_params
 from serve_app.errors import V3_ROUTE_ERRORS, ApiError, v3_errors
 from serve_app.rate_limits import rate_limited
 from serve_app.routes.stt import (
@@ -94,35 +93,6 @@ SORT_COLUMNS = {
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Window:
-    offset: int
-    limit: int
-
-
-def window_params(default: int, maximum: int):
-    """``offset``/``limit`` or ``page``/``per_page`` (1-based) as one dependency."""
-
-    def _window(
-        # Plain defaults, not Annotated: the bounds come from this closure, which string annotations cannot see.
-        offset: int | None = Query(None, ge=0, le=10_000_000),
-        limit: int | None = Query(None, ge=1, le=maximum, description=f"Default {default}."),
-        page: int | None = Query(None, ge=1, le=1_000_000, description="1-based; instead of offset."),
-        per_page: int | None = Query(None, ge=1, le=maximum, description="Same as limit."),
-    ) -> Window:
-        if offset is not None and page is not None:
-            raise ApiError(
-                422,
-                "Give offset or page, not both",
-                error_code="VALIDATION_ERROR",
-                details={"offset": offset, "page": page},
-            )
-        size = limit or per_page or default
-        return Window(offset=offset if offset is not None else ((page or 1) - 1) * size, limit=size)
-
-    return Depends(_window)
 
 
 ModelsWindow = Annotated[Window, window_params(25, 100)]
@@ -237,14 +207,7 @@ def list_models(
     if base_model is not None:
         where.append(CustomModel.base_model == base_model)
     order = asc if direction == "asc" else desc
-    total = session.scalar(select(func.count()).select_from(CustomModel).where(*where))
-    rows = session.scalars(
-        select(CustomModel)
-        .where(*where)
-        .order_by(order(SORT_COLUMNS[sort]), order(CustomModel.id))
-        .offset(window.offset)
-        .limit(window.limit)
-    ).all()
+    rows, total = window.fetch(session, select(CustomModel).where(*where), order(SORT_COLUMNS[sort]), order(CustomModel.id))
     number = org_number(session, principal)
     return CustomModelList(count=len(rows), total_results=total, result=[public(r, number) for r in rows])
 
@@ -433,15 +396,8 @@ def list_data(
     """The model's training and test pairs in upload order."""
     model = owned_model(session, principal, model_id)
     where = [TrainingDataPair.model_id == model.id] + ([TrainingDataPair.type == type] if type else [])
-    total = session.scalar(select(func.count()).select_from(TrainingDataPair).where(*where))
-    rows = session.scalars(
-        select(TrainingDataPair).where(*where).order_by(TrainingDataPair.id).offset(window.offset).limit(window.limit)
-    ).all()
-    result = [
-        {k: getattr(r, k) for k in ("id", "type", "filename", "transcript_filename", "duration_seconds", "created_at")}
-        for r in rows
-    ]
-    return {"count": len(rows), "total_results": total, "result": result}
+    rows, total = window.fetch(session, select(TrainingDataPair).where(*where), TrainingDataPair.id)
+    return {"count": len(rows), "total_results": total, "result": rows}  # the response model reads the rows
 
 
 @router.delete(
@@ -542,10 +498,6 @@ def run_training(
 def get_log(model_id: int, session: SessionDep, principal: Reader, window: EntriesWindow) -> dict:
     """Training log entries, oldest first."""
     model = owned_model(session, principal, model_id)
-    where = TrainingLogEntry.model_id == model.id
-    total = session.scalar(select(func.count()).select_from(TrainingLogEntry).where(where))
-    rows = session.scalars(
-        select(TrainingLogEntry).where(where).order_by(TrainingLogEntry.id).offset(window.offset).limit(window.limit)
-    ).all()
-    entries = [{"timestamp": r.timestamp, "level": r.level, "message": r.message} for r in rows]
-    return {"model_id": model.id, "log_entries": entries, "total_entries": total}
+    entries_query = select(TrainingLogEntry).where(TrainingLogEntry.model_id == model.id)
+    rows, total = window.fetch(session, entries_query, TrainingLogEntry.id)
+    return {"model_id": model.id, "log_entries": rows, "total_entries": total}

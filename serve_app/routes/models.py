@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, String, cast, select
 
 from cluster.accounts import Principal
 from cluster.tables import DetectorModel, utcnow
@@ -20,21 +21,14 @@ Reader = Annotated[Principal, Depends(require(DETECTION_READ))]
 Writer = Annotated[Principal, Depends(require(DETECTION_WRITE))]
 
 
-def public(model: DetectorModel) -> DetectorModelPublic:
-    return DetectorModelPublic.model_validate(
-        {
-            "id": model.id,
-            "name": model.name,
-            "description": model.description,
-            "artifact_types": model.artifact_types,
-            "training_job_id": model.training_job_id,
-            "eval_metrics": model.eval_metrics or {},
-            "is_active": model.is_active,
-            "is_archived": model.archived_at is not None,
-            "created_at": model.created_at,
-            "config": model.config or {},
-        }
-    )
+def lists_type(artifact_type: str) -> ColumnElement[bool]:
+    """The model's ``artifact_types`` JSON array holds exactly ``artifact_type``.
+
+    Matched on the array's JSON text (the same serializer writes it on SQLite and PostgreSQL),
+    with LIKE's wildcards escaped, so the database pages the filtered list.
+    """
+    element = json.dumps(artifact_type).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return cast(DetectorModel.artifact_types, String).like(f"%{element}%", escape="\\")
 
 
 def owned_model(session, principal: Principal, model_id: str) -> DetectorModel:
@@ -59,21 +53,19 @@ def list_models(
         q = q.where(DetectorModel.is_active == is_active)
     if not include_archived:
         q = q.where(DetectorModel.archived_at.is_(None))
-    rows = session.scalars(q.order_by(DetectorModel.created_at.desc())).all()
     if artifact_type:
-        rows = [m for m in rows if artifact_type in m.artifact_types]
-    items = [public(m) for m in rows[page.offset : page.offset + page.page_size]]
-    return {"items": items, "total": len(rows), "page": page.page, "page_size": page.page_size}
+        q = q.where(lists_type(artifact_type))
+    return page.fetch(session, q, DetectorModel.created_at.desc(), DetectorModel.id)
 
 
 @router.get("/{model_id}", response_model=DetectorModelPublic, responses=v1_errors(404))
-def get_model(model_id: Id, session: SessionDep, principal: Reader) -> DetectorModelPublic:
+def get_model(model_id: Id, session: SessionDep, principal: Reader) -> DetectorModel:
     """One model with its evaluation metrics (archived models stay readable)."""
-    return public(owned_model(session, principal, model_id))
+    return owned_model(session, principal, model_id)
 
 
 @router.patch("/{model_id}", response_model=DetectorModelPublic, responses=v1_errors(404, 409))
-def update_model(model_id: Id, body: DetectorModelUpdate, session: SessionDep, principal: Writer) -> DetectorModelPublic:
+def update_model(model_id: Id, body: DetectorModelUpdate, session: SessionDep, principal: Writer) -> DetectorModel:
     """Rename, describe, activate or deactivate a model."""
     model = owned_model(session, principal, model_id)
     changes = body.model_dump(exclude_unset=True)
@@ -84,7 +76,7 @@ def update_model(model_id: Id, body: DetectorModelUpdate, session: SessionDep, p
             raise ApiError(400, "is_active must be true or false")
         setattr(model, field, value)
     session.commit()
-    return public(model)
+    return model
 
 
 @router.delete("/{model_id}", status_code=204, responses=v1_errors(404))
