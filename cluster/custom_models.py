@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from cluster.blob_keys import custom_checkpoint_key, pair_audio_key
 from cluster.db import session_scope
+from cluster import registry
 from cluster.launcher import LaunchError, ended_ray_job, jobs_client, launch_run, ray_job_id_for
 from cluster.stt_tables import CustomModel, TrainingDataPair, TrainingLogEntry
 from cluster.tables import Organization, utcnow
@@ -164,7 +165,9 @@ def model_limit(session: Session, settings: Settings, organization_id: str) -> i
     return own if own is not None else settings.stt_custom_model_limit
 
 
-def begin_training(session: Session, settings: Settings, model_id: int, organization_id: str) -> CustomModel:
+def begin_training(
+    session: Session, settings: Settings, model_id: int, organization_id: str, *, run_by: str | None = None
+) -> CustomModel:
     """Claim the model for a run (status 3) and commit, or raise a :class:`TrainingRefused` and change nothing.
 
     The claim is the first write of the transaction (SQLite: takes the write lock; PostgreSQL:
@@ -213,7 +216,7 @@ def begin_training(session: Session, settings: Settings, model_id: int, organiza
     set_status(model, TrainingStatus.RUNNING)
     model.training_progress = 0.0
     model.started_training_at, model.finished_training_at, model.failed_at = now, None, None
-    model.error, model.training_metrics, model.ray_job_id = None, None, None
+    model.error, model.training_metrics, model.ray_job_id, model.run_by = None, None, None, run_by
     add_log(session, model.id, "Training started")
     session.commit()
     return model
@@ -250,10 +253,16 @@ def launch(session: Session, settings: Settings, model: CustomModel, augmentatio
 
 
 def start_training(
-    session: Session, settings: Settings, model_id: int, organization_id: str, augmentation: Augmentation | None = None
+    session: Session,
+    settings: Settings,
+    model_id: int,
+    organization_id: str,
+    augmentation: Augmentation | None = None,
+    *,
+    run_by: str | None = None,
 ) -> CustomModel:
     """POST /run: :func:`begin_training` then :func:`launch`."""
-    model = begin_training(session, settings, model_id, organization_id)
+    model = begin_training(session, settings, model_id, organization_id, run_by=run_by)
     launch(session, settings, model, augmentation)
     return model
 
@@ -337,18 +346,43 @@ def append_log(url: str, model_id: int, message: str, level: str = "info") -> No
             add_log(s, model_id, message, level)
 
 
-def complete(url: str, model_id: int, *, checkpoint_key: str, training_metrics: dict[str, Any]) -> str | None:
-    """Record a successful run (status 4); returns the previous run's checkpoint key for the caller to delete.
+def complete(url: str, model_id: int, *, checkpoint_key: str, training_metrics: dict[str, Any]) -> int:
+    """Record a successful run (status 4) and its registry version in one transaction; returns the version.
 
-    Raises TrainingNotActive when the model stopped training meanwhile: the checkpoint is not
-    recorded and the caller should delete it.
+    Every run keeps its checkpoint: versions are immutable, so ``custom_model_{id}@1`` still
+    transcribes after run 2. Raises TrainingNotActive when the model stopped training
+    meanwhile: the checkpoint is not recorded and the caller should delete it.
     """
+    with session_scope(url) as s:
+        organization_id = s.scalar(select(CustomModel.organization_id).where(CustomModel.id == model_id))
+    if organization_id is None:
+        raise TrainingNotActive(f"custom model {model_id} is gone; its checkpoint was not recorded")
+    registered_id = registry.ensure_registered(url, organization_id, registry.stt_name(model_id), "stt")
     with session_scope(url) as s:
         model = s.get(CustomModel, model_id, with_for_update=True)
         if model is None or model.training_status != TrainingStatus.RUNNING:
             state = "gone" if model is None else f"in status {model.training_status}"
             raise TrainingNotActive(f"custom model {model_id} is {state}; its checkpoint was not recorded")
-        previous = model.checkpoint_key
+        pairs = s.execute(
+            select(TrainingDataPair.id, TrainingDataPair.type, TrainingDataPair.duration_seconds)
+            .where(TrainingDataPair.model_id == model_id)
+            .order_by(TrainingDataPair.id)
+        ).all()
+        version = registry.add_version(
+            s,
+            registered_id,
+            custom_model_id=model.id,
+            training_run=model.training_runs,
+            checkpoint_key=checkpoint_key,
+            data={
+                "train_pair_ids": [p.id for p in pairs if p.type == "train"],
+                "test_pair_ids": [p.id for p in pairs if p.type == "test"],
+                "training_hours": round(sum(p.duration_seconds for p in pairs if p.type == "train") / SECONDS_PER_HOUR, 4),
+            },
+            config={"base_model": model.base_model, "language": model.language},
+            metrics=dict(training_metrics),
+            created_by=model.run_by,
+        )
         set_status(model, TrainingStatus.SUCCESS)
         model.training_progress = 100.0
         model.finished_training_at = utcnow()
@@ -357,7 +391,7 @@ def complete(url: str, model_id: int, *, checkpoint_key: str, training_metrics: 
         add_log(
             s, model_id, "Training completed" + (f" - Final WER: {wer:.1f}%" if isinstance(wer, (int, float)) else "")
         )
-        return previous if previous != checkpoint_key else None
+        return version.version
 
 
 def fail(url: str, model_id: int, error: str) -> bool:

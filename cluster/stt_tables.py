@@ -39,6 +39,7 @@ class CustomModel(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     training_metrics: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
     ray_job_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    run_by: Mapped[str | None] = mapped_column(String(36), nullable=True)  # the API key of the current run
     checkpoint_key: Mapped[str | None] = mapped_column(String(300), nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -200,6 +200,7 @@ class TrainingJob(Base):
     model_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     ray_job_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    created_by: Mapped[str | None] = mapped_column(String(36), nullable=True)  # the API key that started it
     created_at: Mapped[datetime] = _created()
     started_at: Mapped[datetime | None] = mapped_column(nullable=True)
     completed_at: Mapped[datetime | None] = mapped_column(nullable=True)
@@ -248,6 +249,9 @@ class InferenceJob(Base):
     id: Mapped[str] = _id()
     organization_id: Mapped[str] = _org()
     model_id: Mapped[str] = mapped_column(String(36), ForeignKey("detector_models.id"), index=True)
+    # What the client named (a UUID, name@alias or name@3) and the registry version it resolved to.
+    model_reference: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    model_version: Mapped[str | None] = mapped_column(String(300), nullable=True)  # name@version
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from cluster import registry
 from cluster.db import session_scope
 from cluster.launcher import LaunchError, ended_ray_job, jobs_client, launch_run, ray_job_id_for
 from cluster.tables import Annotation, AnnotationSet, AudioFile, Dataset, DetectorModel, TrainingJob, TrainingJobLogEntry, utcnow
@@ -34,7 +35,14 @@ class TrainingRefused(Exception):
 
 
 def create_detector_training(
-    session: Session, settings: Settings, organization_id: str, dataset_id: str, annotation_set_id: str, config: TrainingConfig
+    session: Session,
+    settings: Settings,
+    organization_id: str,
+    dataset_id: str,
+    annotation_set_id: str,
+    config: TrainingConfig,
+    *,
+    created_by: str | None = None,
 ) -> TrainingJob:
     """Check every prerequisite of training on (dataset, annotation set) and add the queued record.
 
@@ -79,11 +87,16 @@ def create_detector_training(
         raise TrainingRefused(400, f"Annotation set has no annotations of type(s) {missing}; each requested type needs at least one")
     if statuses["ready"] < 2:
         raise TrainingRefused(400, "Training needs at least 2 audio files (one for validation)")
+    try:
+        registry.check_kind(session, organization_id, registered_name(config, dataset.id), "detector")
+    except registry.RegistryError as e:
+        raise TrainingRefused(e.status_code, str(e)) from e
     job = TrainingJob(
         organization_id=organization_id,
         dataset_id=dataset.id,
         annotation_set_id=aset.id,
         config=config.model_dump(),
+        created_by=created_by,
     )
     session.add(job)
     session.flush()
@@ -177,18 +190,43 @@ def is_active(url: str, job_id: str) -> bool:
         return job is not None and job.status in ACTIVE_TRAINING
 
 
+def registered_name(config: TrainingConfig, dataset_id: str) -> str:
+    return config.registered_model or registry.default_detector_name(dataset_id)
+
+
 def complete_with_model(url: str, job_id: str, model: DetectorModel, metrics: dict[str, Any]) -> str:
-    """Register the model and complete the job in one transaction; refuses if the job was cancelled."""
+    """Register the model as the next version of its registered model and complete the job, in one transaction.
+
+    Refuses (JobCancelled) if the job was cancelled meanwhile: then neither the model nor its version exists.
+    """
+    with session_scope(url) as s:
+        job = s.get(TrainingJob, job_id)
+        if job is None:
+            raise JobCancelled(f"training job {job_id} is gone; model not registered")
+        config = TrainingConfig.model_validate(job.config)
+        name, dataset_id, set_id = registered_name(config, job.dataset_id), job.dataset_id, job.annotation_set_id
+        set_version = s.scalar(select(AnnotationSet.version).where(AnnotationSet.id == set_id))
+    registered_id = registry.ensure_registered(url, model.organization_id, name, "detector")
     with session_scope(url) as s:
         job = s.get(TrainingJob, job_id, with_for_update=True)
         if job is None or job.status != "running":
             raise JobCancelled(f"training job {job_id} is {job.status if job else 'gone'}; model not registered")
         s.add(model)
         s.flush()
+        version = registry.add_version(
+            s,
+            registered_id,
+            detector_model_id=model.id,
+            training_job_id=job_id,
+            data={"dataset_id": dataset_id, "annotation_set_id": set_id, "annotation_set_version": set_version},
+            config=dict(job.config),
+            metrics=dict(model.eval_metrics or {}),
+            created_by=job.created_by,
+        )
         job.model_id = model.id
         job.status, job.progress, job.completed_at = "completed", 100.0, utcnow()
         job.metrics = metrics
-        add_log(s, job_id, f"completed: model {model.id} registered")
+        add_log(s, job_id, f"completed: model {model.id} registered as {name}@{version.version}")
         return model.id
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+import uuid
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from schemas.common import Id, ORMModel, Text, UTCTimestamp
 
@@ -25,8 +27,27 @@ class Detection(BaseModel):
     confidence: float
 
 
+REFERENCE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}@([0-9]{1,10}|[A-Za-z0-9][A-Za-z0-9_-]{0,63})$")
+
+
+def _model_reference(value: str) -> str:
+    """A model UUID (any spelling, stored canonical) or a registry reference ``name@3`` / ``name@alias``."""
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        pass
+    if not REFERENCE_PATTERN.match(value):
+        raise ValueError("must be a model UUID or a registry reference name@version or name@alias")
+    return value
+
+
+ModelReference = Annotated[str, Field(max_length=300), AfterValidator(_model_reference)]
+
+
 class InferenceJobCreate(BaseModel):
-    model_id: Id
+    model_id: ModelReference = Field(
+        description="The model UUID, or a registered model's version (name@3) or alias (name@production), resolved now."
+    )
     config: InferenceConfig = Field(default_factory=InferenceConfig)
 
 
@@ -64,6 +85,8 @@ class InferenceFilePublic(ORMModel):
 class InferenceJobPublic(BaseModel):
     id: str
     model_id: str
+    model_reference: str | None = Field(None, description="The reference the job was created with, when not the UUID.")
+    model_version: str | None = Field(None, description="The registry version the job runs: name@version.")
     config: InferenceConfig
     status: InferenceJobStatus
     total_files: int

@@ -27,6 +27,12 @@ class TrainingConfig(BaseModel):
     use_gpu: bool | None = Field(None, description="Default: GPUs when the cluster has them.")
     seed: int = 0
     augmentation: DetectorAugmentation = Field(default_factory=DetectorAugmentation)
+    registered_model: str | None = Field(
+        None,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$",
+        description="Registry name the trained model becomes the next version of; default: one per dataset (dataset-{dataset_id}).",
+    )
 
     @model_validator(mode="after")
     def _stride_fits(self) -> "TrainingConfig":

@@ -39,6 +39,7 @@ from serve_app.routes import (
     health,
     inference_jobs,
     models,
+    registry,
     stt,
     training_jobs,
 )
@@ -90,7 +91,7 @@ def create_api(settings: Settings | None = None) -> FastAPI:
             allow_headers=CORS_HEADERS,
             expose_headers=[*RATE_HEADERS, "Retry-After"],
         )
-    for module in (health, api_keys, datasets, dataset_audio, annotations, training_jobs, models, inference_jobs, blobs):
+    for module in (health, api_keys, datasets, dataset_audio, annotations, training_jobs, models, inference_jobs, blobs, registry):
         app.include_router(module.router)
     app.include_router(custom_models.router)
     app.include_router(stt.router)

@@ -81,18 +81,23 @@ def get_principal(
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
+def check_scope(principal: Principal, scope: str) -> Principal:
+    """403 naming ``scope`` unless the key carries it."""
+    if not principal.allows(scope):
+        raise ApiError(
+            403,
+            f"API key lacks the '{scope}' scope",
+            error_code="INSUFFICIENT_SCOPE",
+            details={"required_scope": scope, "key_scopes": sorted(principal.scopes)},
+        )
+    return principal
+
+
 def require(scope: str):
     """Dependency factory: the key must carry ``scope`` (403 otherwise)."""
 
     def _check(principal: PrincipalDep) -> Principal:
-        if not principal.allows(scope):
-            raise ApiError(
-                403,
-                f"API key lacks the '{scope}' scope",
-                error_code="INSUFFICIENT_SCOPE",
-                details={"required_scope": scope, "key_scopes": sorted(principal.scopes)},
-            )
-        return principal
+        return check_scope(principal, scope)
 
     return _check
 

@@ -273,7 +273,7 @@ def test_training_job_functions_drive_the_model_object(platform, org):
         "accuracy_improvement": 18.7,
         "training_hours": 0.001,
     }
-    assert complete(url, mid, checkpoint_key=run.checkpoint_key, training_metrics=metrics) is None
+    assert complete(url, mid, checkpoint_key=run.checkpoint_key, training_metrics=metrics) == 1  # registry version 1
     done = c.get(f"/api/v3/custom_models/{mid}").json()
     assert (done["training_status"], done["training_metrics"], done["status_message"]) == (
         4,

@@ -144,7 +144,7 @@ def test_training_log_tells_the_run_in_structured_entries(platform, trained):
     entries = trained["logs"]
     messages = [e["message"] for e in entries]
     assert all(set(e) == {"timestamp", "level", "message"} and e["timestamp"].endswith("Z") for e in entries)
-    assert messages[0] == "training started" and messages[-1] == f"completed: model {job['model_id']} registered"
+    assert messages[0] == "training started" and messages[-1] == f"completed: model {job['model_id']} registered as dataset-{trained['dataset_id']}@1"
     assert any(m.startswith("preprocessing: ") and "training files" in m for m in messages), messages
     epochs = [m for m in messages if m.startswith("epoch ")]
     assert [m.split(":")[0] for m in epochs] == [f"epoch {e}/{TRAIN_CONFIG['epochs']}" for e in range(1, TRAIN_CONFIG["epochs"] + 1)]
@@ -240,6 +240,26 @@ def test_training_module_runs_under_ray_job_submit(platform, ray_cluster, traine
     assert len(manual) == 1 and manual[0]["status"] == "completed", manual
     assert manual[0]["ray_job_id"] and manual[0]["config"]["epochs"] == 1
     assert client.get(f"/api/v1/models/{manual[0]['model_id']}").status_code == 200
+
+    # Both runs are versions of the dataset's registered model; production names one of them.
+    name = f"dataset-{trained['dataset_id']}"
+    versions = client.get(f"/api/v1/registry/models/{name}/versions").json()["items"]
+    assert [(v["version"], v["model_ref"]["model_id"], v["training_job_id"]) for v in versions] == [
+        (2, manual[0]["model_id"], manual[0]["id"]),
+        (1, trained["job"]["model_id"], trained["job"]["id"]),
+    ]
+    v1 = versions[1]
+    assert v1["data"] == {"dataset_id": trained["dataset_id"], "annotation_set_id": trained["set_id"], "annotation_set_version": 1}
+    assert v1["metrics"] == client.get(f"/api/v1/models/{trained['job']['model_id']}").json()["eval_metrics"]
+    assert v1["created_by"] and versions[0]["created_by"] is None  # an API key started v1; v2 was submitted by hand
+    assert client.put(f"/api/v1/registry/models/{name}/aliases/production", json={"version": 1, "reason": "first"}).status_code == 200
+    job = client.post("/api/v1/inference-jobs", json={"model_id": f"{name}@production"}).json()
+    assert (job["model_id"], job["model_version"]) == (trained["job"]["model_id"], f"{name}@1")
+    moved = client.put(f"/api/v1/registry/models/{name}/aliases/production", json={"version": 2, "reason": "retrained", "expected_version": 1})
+    assert moved.status_code == 200, moved.text
+    assert client.post("/api/v1/inference-jobs", json={"model_id": f"{name}@production"}).json()["model_id"] == manual[0]["model_id"]
+    back = client.post(f"/api/v1/registry/models/{name}/aliases/production/rollback", json={"reason": "1 epoch is not enough"}).json()
+    assert back["version"] == 1
 
 
 def test_training_module_refuses_what_the_api_refuses(platform, trained):

@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 import requests
 
+from cluster import registry
 from cluster.accounts import create_api_key
 from cluster.blobs import make_blob_store
 from cluster.db import session_scope, signing_secret
@@ -95,6 +96,10 @@ def cases(w: SimpleNamespace) -> list[Case]:
     sets = ds + "/annotation-sets/{set_id}"
     ij = "/api/v1/inference-jobs/{job_id}"
     cm = "/api/v3/custom_models/{model_id}"
+    reg = "/api/v1/registry/models"
+    rm, al = reg + "/{name}", reg + "/{name}/aliases/{alias}"
+    R = {"name": w.registered}
+    RA = {**R, "alias": "production"}
     augmentation = {"noise": {"kinds": ["pink"]}, "codec": {"codecs": ["opus"]}}
     D, S = {"dataset_id": w.dataset}, {"dataset_id": w.dataset, "set_id": w.set}
     A = {**D, "audio_id": w.audio}
@@ -128,7 +133,7 @@ def cases(w: SimpleNamespace) -> list[Case]:
           json={k: v for k, v in annotation.items() if k != "audio_file_id"}),
         C("DELETE", sets + "/annotations/{annotation_id}", path=N),
         C("POST", "/api/v1/training-jobs",
-          json={"dataset_id": w.dataset, "annotation_set_id": w.set, "config": {"artifact_types": ["glitch"], "augmentation": augmentation}}),
+          json={"dataset_id": w.dataset, "annotation_set_id": w.set, "config": {"artifact_types": ["glitch"], "augmentation": augmentation, "registered_model": "reg"}}),
         C("GET", "/api/v1/training-jobs", query={"status": "completed", "dataset_id": w.dataset}),
         *[C(m, "/api/v1/training-jobs/{job_id}" + s, path=T) for m, s in (("GET", ""), ("DELETE", ""), ("GET", "/logs"))],
         C("GET", "/api/v1/models", query={"artifact_type": "glitch"}),
@@ -153,6 +158,17 @@ def cases(w: SimpleNamespace) -> list[Case]:
         C("POST", cm + "/run", path={"model_id": w.custom}, json={"augmentation": augmentation}),
         C("POST", "/api/v3/stt", form={"model": "general", "language": "en", "boost_terms": "fathom"},
           files={"audio_file": ("a.wav", w.audio_bytes)}),
+        C("POST", reg, json={"name": "other", "kind": "detector", "description": "d"}),
+        C("GET", reg, query={"kind": "detector"}),
+        C("GET", rm, path=R),
+        C("PATCH", rm, path=R, json={"description": "d"}),
+        C("GET", rm + "/versions", path=R),
+        C("GET", rm + "/versions/{version}", path={**R, "version": 1}),
+        C("PUT", al, path=RA, json={"version": 1, "reason": "r"}),
+        C("DELETE", al, path=RA, query={"reason": "r"}),
+        C("GET", al, path=RA, query={"at": "2026-01-01T00:00:00Z"}),
+        C("GET", al + "/history", path=RA),
+        C("POST", al + "/rollback", path=RA, json={"reason": "r"}),
     ]
 
 
@@ -279,6 +295,10 @@ def world(platform) -> SimpleNamespace:
         s.add(training)
         s.flush()
         training_id = training.id
+    registered_id = registry.ensure_registered(platform.settings.database_url, c.org_id, "reg", "detector")
+    with session_scope(platform.settings.database_url) as s:
+        registry.add_version(s, registered_id, detector_model_id=detector)
+    made(c.put("/api/v1/registry/models/reg/aliases/production", json={"version": 1, "reason": "r"}), 200)
     blobs = make_blob_store(platform.settings, secret=signing_secret(platform.settings.database_url))
     download = dict(p.split("=", 1) for p in blobs.presigned_get(file["s3_key"], expires_s=600, filename="a.wav")
                     .split("?", 1)[1].split("&"))
@@ -298,6 +318,7 @@ def world(platform) -> SimpleNamespace:
         custom=made(v3.post("/api/v3/custom_models", json={"name": "m", "language": "en"}))["id"],
         download_query={k: requests.utils.unquote(v) for k, v in download.items()},
         audio_bytes=_wav(),
+        registered="reg",
     )
 
 
@@ -392,7 +413,7 @@ def _string_inputs(spec: dict) -> set[tuple[str, str, tuple]]:
 def test_every_string_input_is_swept():
     """Every string input /openapi.json declares is replaced by the sweep (new routes need a case)."""
     dummy = SimpleNamespace(**{k: "x" for k in (
-        "dataset", "audio", "set", "detector", "inference_job", "file", "training_job", "key_id", "custom",
+        "dataset", "audio", "set", "detector", "inference_job", "file", "training_job", "key_id", "custom", "registered",
     )}, annotation={}, annotation_id="x", upload_fields={"key": "k", "policy": "p", "signature": "s", "Content-Type": "audio/wav"},
         download_query={"key": "k", "expires": "1", "filename": "a.wav", "signature": "s"}, audio_bytes=b"")
     swept = set()

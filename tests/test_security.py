@@ -31,7 +31,8 @@ import requests
 from fastapi.routing import iter_route_contexts
 from sqlalchemy import select
 
-from cluster import accounts
+from cluster import accounts, registry
+from cluster.registry_tables import RegisteredModel
 from cluster.accounts import AuthError, authenticate, create_api_key, create_organization, hash_key
 from cluster.blobs import make_blob_store
 from cluster.db import get_engine, init_schema, session_scope, signing_secret
@@ -328,8 +329,10 @@ def test_no_secret_reaches_any_log(platform, ray_cluster, org, capfd, caplog):
 NOT_FOUND, REFUSED, FORBIDDEN, OWN = "404", "refused like an unknown id", "403", "own data only"
 PARAM = re.compile(r"{(\w+)(?::\w+)?}")
 ROUTER_MISSES = ("Not Found", "Method Not Allowed")  # the router's own answers: a probe that hit no route
-ID_FIELDS = ("dataset", "audio", "set", "annotation", "training_job", "detector", "inference_job", "file", "key_id")
-INT_ID_FIELDS = ("custom", "pair", "org_number")  # v3 ids
+ID_FIELDS = (
+    "dataset", "audio", "set", "annotation", "training_job", "detector", "inference_job", "file", "key_id", "registered", "alias",
+)
+INT_ID_FIELDS = ("custom", "pair", "org_number", "version")  # v3 ids, and a registry version number
 GLOBAL_TABLES = {"instance", "organization_numbers"}
 # Tables without organization_id: the column tying a row to the organization, directly or through a parent.
 ORG_LINKS = {
@@ -339,6 +342,7 @@ ORG_LINKS = {
     "custom_model_log": ("model_id", CustomModel),
     "training_job_log_entries": ("training_job_id", TrainingJob),
     "rate_limit_counters": ("key_id", ApiKey),
+    "model_aliases": ("registered_model_id", RegisteredModel),
 }
 BLOB_COLUMNS = ("blob_key", "features_key", "checkpoint_key", "audio_key")
 
@@ -376,6 +380,10 @@ def probes(o: SimpleNamespace, mine: SimpleNamespace, audio: bytes) -> list[Prob
     aset, ann = sets + "/{set_id}", sets + "/{set_id}/annotations/{annotation_id}"
     tj, mdl, ij = "/api/v1/training-jobs/{job_id}", "/api/v1/models/{model_id}", "/api/v1/inference-jobs/{job_id}"
     cm = "/api/v3/custom_models/{model_id}"
+    reg = "/api/v1/registry/models"
+    rm, al = reg + "/{name}", reg + "/{name}/aliases/{alias}"
+    their_rm = {"name": o.registered}
+    their_al = {**their_rm, "alias": o.alias}
     their_ds, my_ds = {"dataset_id": o.dataset}, {"dataset_id": mine.dataset}
     their_set, my_set = {**their_ds, "set_id": o.set}, {**my_ds, "set_id": mine.set}
     set_parents = [their_set, {**my_ds, "set_id": o.set}]
@@ -458,6 +466,19 @@ def probes(o: SimpleNamespace, mine: SimpleNamespace, audio: bytes) -> list[Prob
         P("POST", cm + "/run", {"model_id": o.custom}, NOT_FOUND, {"json": {}}),
         P("GET", cm + "/log", {"model_id": o.custom}, NOT_FOUND),
         P("POST", "/api/v3/stt", {}, NOT_FOUND, stt),
+        # the registry, and references to it
+        P("POST", reg, {}, OWN, {"json": {"name": "intruder-registry", "kind": "detector"}}),
+        P("GET", reg, {}, OWN),
+        P("GET", rm, their_rm, NOT_FOUND),
+        P("PATCH", rm, their_rm, NOT_FOUND, {"json": {"description": "renamed"}}),
+        P("GET", rm + "/versions", their_rm, NOT_FOUND),
+        P("GET", rm + "/versions/{version}", {**their_rm, "version": o.version}, NOT_FOUND),
+        P("PUT", al, their_al, NOT_FOUND, {"json": {"version": o.version, "reason": "moved"}}),
+        P("DELETE", al, their_al, NOT_FOUND),
+        P("GET", al, their_al, NOT_FOUND),
+        P("GET", al + "/history", their_al, NOT_FOUND),
+        P("POST", al + "/rollback", their_al, NOT_FOUND, {"json": {}}),
+        P("POST", "/api/v1/inference-jobs", {}, NOT_FOUND, {"json": {"model_id": f"{o.registered}@{o.version}"}}),
     ]
 
 
@@ -483,12 +504,17 @@ def target_resources(platform, org: Client) -> tuple[SimpleNamespace, list[str]]
     body = {"name": f"their-model-{tag}", "language": "en", "description": f"their model notes {tag}"}
     custom = ok(bearer(org).post("/api/v3/custom_models", json=body), 201)
     pair = upload_pair(org, custom["id"], wav(1.0), "their private words", name=f"their-clip-{tag}")
+    registered, alias = f"their-registry-{tag}", f"their-alias-{tag}"
+    registered_id = registry.ensure_registered(platform.settings.database_url, org.org_id, registered, "detector")
+    with session_scope(platform.settings.database_url) as s:
+        version = registry.add_version(s, registered_id, detector_model_id=detector, metrics={"f1_score": 0.5}).version
+    ok(org.put(f"/api/v1/registry/models/{registered}/aliases/{alias}", json={"version": version, "reason": f"why {tag}"}), 200)
     o = SimpleNamespace(
         dataset=dataset, dataset_name=dataset_name, audio=audio["audio_id"],
         audio_key=audio["key"], set=aset, annotation=note["id"], training_job=training_job, detector=detector,
         inference_job=inference_job, file=file["file_id"], file_key=file["s3_key"], custom=custom["id"],
         custom_name=custom["name"], pair=pair["id"], key_id=key_row_id(platform.settings.database_url, org.key),
-        org_number=custom["organization_id"],
+        org_number=custom["organization_id"], registered=registered, alias=alias, version=version,
     )
     return o, [tag, org.key[: accounts.PREFIX_CHARS], org.org_id, *(getattr(o, f) for f in ID_FIELDS)]
 

@@ -19,10 +19,14 @@ from concurrent.futures import ThreadPoolExecutor
 import jiwer
 import pytest
 
+from cluster.blobs import make_blob_store
+from cluster.custom_models import begin_training, complete, training_run
+from cluster.db import open_session, signing_secret
 from data_pipelines.audio import encode_audio
 from data_pipelines.stt_corpus import make_utterance, utterance_seed
 from data_pipelines.text import normalize_transcript
 from tests.factories import Client, wait_for
+from train_jobs.base_models import base_checkpoint
 from train_jobs.stt_vocab import DOMAIN_TERMS
 
 pytestmark = pytest.mark.slow
@@ -126,6 +130,36 @@ def test_custom_model_trains_on_ray_and_transcribes_better(platform, org):
     held_base = _wer(held_refs, _transcribe(c, "medical", held_files))
     print(f"held out: base WER {held_base:.1f}%, custom WER {held_custom:.1f}%")
     assert held_custom < held_base
+
+    # The run is version 1 of the registered model custom_model_{id}, with its data and metrics.
+    name = f"custom_model_{mid}"
+    (v1,) = org.get(f"/api/v1/registry/models/{name}/versions").json()["items"]
+    assert (v1["version"], v1["kind"], v1["model_ref"]) == (1, "stt", {"model_id": name, "training_run": 1})
+    assert v1["metrics"] == metrics and v1["config"] == {"base_model": "medical", "language": "en"}
+    assert (len(v1["data"]["train_pair_ids"]), len(v1["data"]["test_pair_ids"])) == (N_TRAIN, N_TEST)
+    assert v1["created_by"]  # the key that called /run
+
+    # A second run adds version 2 and keeps version 1's checkpoint. It is recorded here with the
+    # base's own weights (what a run that learned nothing would leave), so the versions differ.
+    url = platform.settings.database_url
+    with open_session(url) as s:
+        begin_training(s, platform.settings, mid, org.org_id)
+    run = training_run(url, mid)
+    blobs = make_blob_store(platform.settings, secret=signing_secret(url))
+    blobs.put_bytes(run.checkpoint_key, base_checkpoint("medical"))
+    assert complete(url, mid, checkpoint_key=run.checkpoint_key, training_metrics={"word_error_rate": base_wer}) == 2
+
+    def wer_of(model: str) -> float:
+        return _wer(refs, _transcribe(c, model, test_files))
+
+    assert wer_of(f"{name}@1") == pytest.approx(custom_wer, abs=1.0)
+    assert wer_of(f"{name}@2") == pytest.approx(base_wer, abs=1.0)
+    assert wer_of(name) == pytest.approx(base_wer, abs=1.0)  # no production alias: the latest version
+    r = org.put(f"/api/v1/registry/models/{name}/aliases/production", json={"version": 1, "reason": "v2 regressed"})
+    assert r.status_code == 200, r.text
+    assert wer_of(name) == pytest.approx(custom_wer, abs=1.0)  # the bare key follows the alias at the next request
+    r = c.post("/api/v3/stt", data={"model": f"{name}@9", "language": "en"}, files={"audio_file": test_files[0][:2]})
+    assert r.status_code == 404 and r.json()["error_code"] == "MODEL_NOT_FOUND", r.text
 
 
 def test_transcriber_handle_from_another_ray_driver(platform, ray_cluster):

@@ -194,12 +194,10 @@ def finetune(settings: Settings, run: TrainingRun, args: argparse.Namespace) -> 
 
     blobs.put_bytes(run.checkpoint_key, tuned)
     try:
-        previous = complete(url, model_id, checkpoint_key=run.checkpoint_key, training_metrics=metrics)
+        complete(url, model_id, checkpoint_key=run.checkpoint_key, training_metrics=metrics)
     except TrainingNotActive:
         blobs.delete(run.checkpoint_key)  # never leave a model file behind for a run that did not complete
         raise
-    if previous:
-        blobs.delete(previous)
     return metrics
 
 

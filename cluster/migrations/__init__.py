@@ -6,7 +6,7 @@ transaction, a file lock beside a SQLite database. A database made before migrat
 existed (tables, no ``alembic_version``) holds exactly the baseline schema: it is stamped
 at the baseline, then upgraded, keeping its rows.
 
-New revision after changing ``cluster/tables.py`` or ``cluster/stt_tables.py``::
+New revision after changing ``cluster/tables.py``, ``cluster/stt_tables.py`` or ``cluster/registry_tables.py``::
 
     python -m cluster.migrations revision -m "what changed"
 """

@@ -450,7 +450,7 @@ def run_training(
     owned_model(session, principal, model_id)
     augmentation = body.augmentation if body is not None and "augmentation" in body.model_fields_set else None
     try:
-        model = start_training(session, settings, model_id, principal.organization_id, augmentation)
+        model = start_training(session, settings, model_id, principal.organization_id, augmentation, run_by=principal.key_id)
     except TrainingInProgress as e:
         raise in_progress(e, "wait for it to complete") from e
     except ModelNotReady as e:

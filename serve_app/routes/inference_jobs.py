@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from cluster.accounts import Principal
 from cluster.blob_keys import inference_audio_key
+from cluster.registry import RegistryError, resolve_detector
 from cluster.inference import cancel_job, file_refusal, job_counts, model_refusal, queue_file
 from cluster.pending_uploads import expire_inference_uploads, expired_message, upload_cutoff
 from cluster.tables import InferenceFile, InferenceJob, new_id
@@ -72,6 +73,8 @@ def job_public(session, jobs: list[InferenceJob], *, with_files: bool = False) -
         fields = dict(
             id=job.id,
             model_id=job.model_id,
+            model_reference=job.model_reference,
+            model_version=job.model_version,
             config=job.config,
             status=c.status,
             total_files=c.total_files,
@@ -95,11 +98,21 @@ def job_public(session, jobs: list[InferenceJob], *, with_files: bool = False) -
 
 @router.post("", status_code=201, response_model=InferenceJobPublic, responses=v1_errors(404, 409))
 def create_inference_job(body: InferenceJobCreate, session: SessionDep, principal: Writer) -> InferenceJobPublic:
-    """Create an inference job for one active model."""
-    refusal = model_refusal(owned_model(session, principal, body.model_id))
+    """Create an inference job for one active model: its UUID, or a registry version or alias, resolved now."""
+    try:
+        model_id, version = resolve_detector(session, principal.organization_id, body.model_id)
+    except RegistryError:
+        raise ApiError(404, "Model not found") from None
+    refusal = model_refusal(owned_model(session, principal, model_id))
     if refusal:
         raise ApiError(409, refusal)
-    job = InferenceJob(organization_id=principal.organization_id, model_id=body.model_id, config=body.config.model_dump())
+    job = InferenceJob(
+        organization_id=principal.organization_id,
+        model_id=model_id,
+        model_reference=body.model_id if body.model_id != model_id else None,
+        model_version=version,
+        config=body.config.model_dump(),
+    )
     session.add(job)
     session.commit()
     return job_public(session, [job])[0]

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy import ColumnElement, String, cast, select
 
+from cluster import registry
 from cluster.accounts import Principal
 from cluster.tables import DetectorModel, utcnow
 from schemas.auth import DETECTION_READ, DETECTION_WRITE
@@ -86,5 +87,6 @@ def archive_model(model_id: Id, session: SessionDep, principal: Writer) -> Respo
     if model.archived_at is None:
         model.archived_at = utcnow()
         model.is_active = False
+        registry.archive_versions_of_detector(session, model.id)
         session.commit()
     return Response(status_code=204)

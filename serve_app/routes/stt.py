@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cluster.accounts import Principal
+from cluster import registry
 from cluster.stt_tables import CustomModel
 from cluster.uploads import UploadError, display_filename
 from data_pipelines.audio import AudioDecodeError
@@ -134,39 +135,60 @@ Transcriber = Annotated[Principal, Depends(require(STT))]
 
 
 def resolve_model(session: Session, principal: Principal, model: str, language: str) -> str:
-    """The deployment's model reference for ``model`` (checkpoint key or base name), after the checks."""
+    """The deployment's model reference for ``model`` (checkpoint key or base name), after the checks.
+
+    ``custom_model_{id}`` names its ``production`` alias when set, else its latest version;
+    ``custom_model_{id}@3`` and ``custom_model_{id}@alias`` name a version, which stays
+    servable while the model retrains. Resolved per request, so serving follows an alias move
+    at the next request.
+    """
     if model in BASE_MODELS:
-        ref, supported = model, list(LANGUAGES)
-    else:
-        digits = model.removeprefix(MODEL_KEY_PREFIX)
-        if not model.startswith(MODEL_KEY_PREFIX) or not digits.isdigit() or len(digits) > 18:
-            raise ApiError(
-                404,
-                f"Model {model!r} not found; use a base model ({', '.join(BASE_MODELS)}) or a key custom_model_{{id}}",
-                error_code="MODEL_NOT_FOUND",
-                details={"model": model, "base_models": list(BASE_MODELS)},
-            )
-        row = session.scalar(
-            select(CustomModel).where(
-                CustomModel.id == int(digits), CustomModel.organization_id == principal.organization_id
-            )
+        return _check_language(model, language, list(LANGUAGES))
+    key, pinned, _ = model.partition("@")
+    row = _custom_model(session, principal, key)
+    if pinned:
+        try:
+            version = registry.resolve(session, principal.organization_id, model, "stt")
+        except registry.RegistryError as e:
+            raise ApiError(404, f"Model {model!r} not found: {e}", error_code="MODEL_NOT_FOUND", details={"model": model}) from None
+        if version is None or version.archived_at is not None or not version.checkpoint_key:
+            raise ApiError(404, f"Model {model!r} not found", error_code="MODEL_NOT_FOUND", details={"model": model})
+        return _check_language(version.checkpoint_key, language, [row.language], model)
+    if row.training_status != TrainingStatus.SUCCESS or not row.checkpoint_key:
+        raise ApiError(
+            409,
+            f"Model {model} is not ready for transcription (training status {row.training_status})",
+            error_code="MODEL_NOT_READY",
+            details={"current_status": row.training_status, "required_status": int(TrainingStatus.SUCCESS)},
         )
-        if row is None:
-            raise ApiError(
-                404, f"Custom model {model} not found", error_code="MODEL_NOT_FOUND", details={"model": model}
-            )
-        if row.training_status != TrainingStatus.SUCCESS or not row.checkpoint_key:
-            raise ApiError(
-                409,
-                f"Model {model} is not ready for transcription (training status {row.training_status})",
-                error_code="MODEL_NOT_READY",
-                details={"current_status": row.training_status, "required_status": int(TrainingStatus.SUCCESS)},
-            )
-        ref, supported = row.checkpoint_key, [row.language]
+    version = registry.resolve(session, principal.organization_id, model, "stt", bare=registry.PRODUCTION)
+    # A model trained before the registry existed has no version yet: its own checkpoint serves.
+    return _check_language(version.checkpoint_key if version else row.checkpoint_key, language, [row.language], model)
+
+
+def _custom_model(session: Session, principal: Principal, key: str) -> CustomModel:
+    """The organization's custom model of a ``custom_model_{id}`` key (404 otherwise)."""
+    digits = key.removeprefix(MODEL_KEY_PREFIX)
+    if not key.startswith(MODEL_KEY_PREFIX) or not digits.isdigit() or len(digits) > 18:
+        raise ApiError(
+            404,
+            f"Model {key!r} not found; use a base model ({', '.join(BASE_MODELS)}) or a key custom_model_{{id}}",
+            error_code="MODEL_NOT_FOUND",
+            details={"model": key, "base_models": list(BASE_MODELS)},
+        )
+    row = session.scalar(
+        select(CustomModel).where(CustomModel.id == int(digits), CustomModel.organization_id == principal.organization_id)
+    )
+    if row is None:
+        raise ApiError(404, f"Custom model {key} not found", error_code="MODEL_NOT_FOUND", details={"model": key})
+    return row
+
+
+def _check_language(ref: str, language: str, supported: list[str], model: str | None = None) -> str:
     if language not in supported:
         raise ApiError(
             400,
-            f"Language {language!r} is not supported by model {model}; supported: {supported}",
+            f"Language {language!r} is not supported by model {model or ref}; supported: {supported}",
             error_code="UNSUPPORTED_LANGUAGE",
             details={"language": language, "supported": supported},
         )
@@ -198,7 +220,7 @@ async def transcribe(
     settings: SettingsDep,
     principal: Transcriber,
     model: Annotated[
-        Text, Form(max_length=200, description="A base model (general, medical, legal, technical) or custom_model_{id}.")
+        Text, Form(max_length=200, description="A base model (general, medical, legal, technical), custom_model_{id} (its production alias, else its latest version), custom_model_{id}@3 or custom_model_{id}@alias.")
     ],
     language: Annotated[Text, Form(max_length=16, description="Language key, e.g. en.")],
     audio_file: Annotated[UploadFile, File(description="mp3, wav, flac, m4a, aac or ogg")],

@@ -33,7 +33,10 @@ def _job(session, principal: Principal, job_id: str) -> TrainingJob:
 def create_training_job(body: TrainingJobCreate, session: SessionDep, settings: SettingsDep, principal: Writer) -> TrainingJob:
     """Check the prerequisites and start training a detector."""
     try:
-        job = create_detector_training(session, settings, principal.organization_id, body.dataset_id, body.annotation_set_id, body.config)
+        job = create_detector_training(
+            session, settings, principal.organization_id, body.dataset_id, body.annotation_set_id, body.config,
+            created_by=principal.key_id,
+        )
     except TrainingRefused as e:
         raise ApiError(e.status_code, str(e)) from e
     session.commit()

@@ -1,0 +1,394 @@
+"""The model registry: versions written with the training run that made them, aliases moved by compare-and-set.
+
+Every successful training run (a v1 detector job, a v3 custom model's ``/run``) adds an
+immutable version in the same transaction that completes the run. An alias names one
+version; each move writes a ``ModelAliasEvent`` in the same transaction, so the history
+(and ``?at=``) never disagrees with the alias. References name a version everywhere a model
+is named: ``name@3``, ``name@production``, or a bare name.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from cluster.registry_tables import ModelAlias, ModelAliasEvent, ModelVersion, RegisteredModel
+from cluster.tables import utcnow
+from schemas.registry import ALIAS_PATTERN, NAME_PATTERN, is_alias
+
+KINDS = ("detector", "stt")
+PRODUCTION = "production"
+_NAME = re.compile(NAME_PATTERN)
+
+
+class RegistryError(Exception):
+    """A refused registry operation; ``status_code`` is the v1 answer, ``details`` goes in the error body."""
+
+    def __init__(self, status_code: int, message: str, **details: Any):
+        super().__init__(message)
+        self.status_code = status_code
+        self.details = details
+
+
+def check_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise RegistryError(400, f"registered model name {name!r} must match {NAME_PATTERN}", field="name")
+    return name
+
+
+def check_alias(alias: str) -> str:
+    if not is_alias(alias):
+        raise RegistryError(400, f"alias {alias!r} must match {ALIAS_PATTERN} and not be all digits", field="alias")
+    return alias
+
+
+def default_detector_name(dataset_id: str) -> str:
+    """A v1 training job without ``registered_model`` adds to one registered model per dataset."""
+    return f"dataset-{dataset_id}"
+
+
+def stt_name(custom_model_id: int) -> str:
+    """A v3 custom model is the registered model of kind ``stt`` named by its key."""
+    return f"custom_model_{custom_model_id}"
+
+
+# --- registered models and versions ------------------------------------------------------------
+
+
+def find(session: Session, organization_id: str, name: str) -> RegisteredModel | None:
+    return session.scalar(
+        select(RegisteredModel).where(RegisteredModel.organization_id == organization_id, RegisteredModel.name == name)
+    )
+
+
+def get_registered(session: Session, organization_id: str, name: str) -> RegisteredModel:
+    model = find(session, organization_id, name)
+    if model is None:
+        raise RegistryError(404, "Registered model not found", name=name)
+    return model
+
+
+def check_kind(session: Session, organization_id: str, name: str, kind: str) -> None:
+    """Refuse (409) a name that already holds the other kind; a missing name is fine."""
+    check_name(name)
+    model = find(session, organization_id, name)
+    if model is not None and model.kind != kind:
+        raise RegistryError(409, f"registered model {name!r} holds {model.kind} models, not {kind}", name=name, kind=model.kind)
+
+
+def create_registered(session: Session, organization_id: str, name: str, kind: str, description: str | None = None) -> RegisteredModel:
+    """Add a registered model (flushed); 409 when the name is taken, also by a concurrent creator."""
+    check_name(name)
+    if kind not in KINDS:
+        raise RegistryError(400, f"kind must be one of {list(KINDS)}", field="kind")
+    if find(session, organization_id, name) is not None:
+        raise RegistryError(409, f"registered model {name!r} already exists", name=name)
+    model = RegisteredModel(organization_id=organization_id, name=name, kind=kind, description=description, latest_version=0)
+    session.add(model)
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        raise RegistryError(409, f"registered model {name!r} already exists", name=name) from None
+    return model
+
+
+def ensure_registered(url: str, organization_id: str, name: str, kind: str) -> str:
+    """The id of the organization's registered model ``name``, created (and committed) when missing.
+
+    Run before the transaction that completes a training run: an empty registered model is
+    harmless, and a concurrent creator of the same name is found on the retry.
+    """
+    from cluster.db import session_scope
+
+    for _ in range(2):
+        try:
+            with session_scope(url) as s:
+                check_kind(s, organization_id, name, kind)
+                model = find(s, organization_id, name) or create_registered(s, organization_id, name, kind)
+                return model.id
+        except RegistryError as e:
+            if e.status_code != 409 or "already exists" not in str(e):
+                raise
+    raise RuntimeError(f"registered model {name!r} could not be created")
+
+
+def add_version(session: Session, registered_model_id: str, **fields: Any) -> ModelVersion:
+    """Append the next version inside the transaction that completes the training run.
+
+    The increment of ``latest_version`` is a write that locks the registered model's row
+    (PostgreSQL) or the database (SQLite) until commit, so concurrent runs get distinct
+    numbers, and a run is completed exactly when its version exists.
+    """
+    session.execute(
+        update(RegisteredModel)
+        .where(RegisteredModel.id == registered_model_id)
+        .values(latest_version=RegisteredModel.latest_version + 1, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    registered = session.get(RegisteredModel, registered_model_id, populate_existing=True)
+    version = ModelVersion(
+        registered_model_id=registered.id,
+        organization_id=registered.organization_id,
+        version=registered.latest_version,
+        kind=registered.kind,
+        **fields,
+    )
+    session.add(version)
+    session.flush()
+    return version
+
+
+def get_version(session: Session, registered: RegisteredModel, version: int) -> ModelVersion:
+    row = session.scalar(
+        select(ModelVersion).where(ModelVersion.registered_model_id == registered.id, ModelVersion.version == version)
+    )
+    if row is None:
+        raise RegistryError(404, f"Version {version} of {registered.name} not found", name=registered.name, version=version)
+    return row
+
+
+def aliases(session: Session, registered: RegisteredModel) -> dict[str, int]:
+    rows = session.execute(
+        select(ModelAlias.alias, ModelAlias.version).where(ModelAlias.registered_model_id == registered.id).order_by(ModelAlias.alias)
+    ).all()
+    return {a: v for a, v in rows}
+
+
+def archive_versions_of_detector(session: Session, detector_model_id: str) -> None:
+    """Archiving a v1 model archives its version (the models page's rules apply per version)."""
+    session.execute(
+        update(ModelVersion)
+        .where(ModelVersion.detector_model_id == detector_model_id, ModelVersion.archived_at.is_(None))
+        .values(archived_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+# --- aliases ------------------------------------------------------------------------------------
+
+
+def lock(session: Session, registered: RegisteredModel) -> None:
+    """The first write of every alias move: serializes moves of one registered model.
+
+    PostgreSQL locks the row until commit; SQLite takes its write lock (reads before it run
+    outside the transaction), so every check after it sees settled aliases.
+    """
+    session.execute(
+        update(RegisteredModel)
+        .where(RegisteredModel.id == registered.id)
+        .values(updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _current(session: Session, registered: RegisteredModel, alias: str) -> int | None:
+    return session.scalar(
+        select(ModelAlias.version).where(ModelAlias.registered_model_id == registered.id, ModelAlias.alias == alias)
+    )
+
+
+def _record(session: Session, registered: RegisteredModel, alias: str, action: str, version: int | None,
+            previous: int | None, reason: str, set_by: str | None, forced: bool = False) -> ModelAliasEvent:
+    event = ModelAliasEvent(
+        registered_model_id=registered.id,
+        organization_id=registered.organization_id,
+        alias=alias,
+        action=action,
+        version=version,
+        previous_version=previous,
+        reason=reason,
+        forced=forced,
+        set_by=set_by,
+        set_at=utcnow(),
+    )
+    session.add(event)
+    session.flush()
+    return event
+
+
+def _move(session: Session, registered: RegisteredModel, alias: str, version: int, expected: int | None, check_expected: bool) -> int | None:
+    """Point ``alias`` at ``version`` if it still names ``expected`` (when checked); returns the previous version."""
+    previous = _current(session, registered, alias)
+    if check_expected and previous != expected:
+        raise RegistryError(
+            409, f"alias {alias!r} names version {previous}, not the expected {expected}",
+            alias=alias, current_version=previous, expected_version=expected,
+        )
+    if previous is None:
+        session.add(ModelAlias(registered_model_id=registered.id, alias=alias, version=version, updated_at=utcnow()))
+    else:
+        session.execute(
+            update(ModelAlias)
+            .where(ModelAlias.registered_model_id == registered.id, ModelAlias.alias == alias)
+            .values(version=version, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+    return previous
+
+
+def set_alias(
+    session: Session,
+    registered: RegisteredModel,
+    alias: str,
+    version: int,
+    *,
+    reason: str,
+    set_by: str | None,
+    expected_version: int | None = None,
+    check_expected: bool = False,
+    action: str = "set",
+) -> ModelAliasEvent:
+    """Move (or create) an alias; compare-and-set against ``expected_version`` when ``check_expected``."""
+    check_alias(alias)
+    lock(session, registered)
+    target = get_version(session, registered, version)
+    if target.archived_at is not None:
+        raise RegistryError(409, f"version {version} is archived; an alias cannot name it", version=version)
+    previous = _move(session, registered, alias, version, expected_version, check_expected)
+    return _record(session, registered, alias, action, version, previous, reason, set_by)
+
+
+def delete_alias(session: Session, registered: RegisteredModel, alias: str, *, reason: str, set_by: str | None) -> ModelAliasEvent:
+    lock(session, registered)
+    previous = _current(session, registered, alias)
+    if previous is None:
+        raise RegistryError(404, f"alias {alias!r} not found", alias=alias)
+    session.execute(
+        delete(ModelAlias).where(ModelAlias.registered_model_id == registered.id, ModelAlias.alias == alias)
+    )
+    return _record(session, registered, alias, "delete", None, previous, reason, set_by)
+
+
+def rollback_alias(
+    session: Session, registered: RegisteredModel, alias: str, *, to_version: int | None, reason: str, set_by: str | None
+) -> ModelAliasEvent:
+    """Move the alias back: to ``to_version``, or to the version it named before its current one."""
+    lock(session, registered)
+    current = _current(session, registered, alias)
+    if current is None:
+        raise RegistryError(404, f"alias {alias!r} not found", alias=alias)
+    if to_version is None:
+        to_version = _previous_target(session, registered, alias, current)
+        if to_version is None:
+            raise RegistryError(409, f"alias {alias!r} has named no other version to roll back to", alias=alias)
+    return set_alias(
+        session, registered, alias, to_version, reason=reason, set_by=set_by,
+        expected_version=current, check_expected=True, action="rollback",
+    )
+
+
+def _previous_target(session: Session, registered: RegisteredModel, alias: str, current: int) -> int | None:
+    """The last version the alias named, other than ``current``, that is still not archived."""
+    events = session.scalars(
+        select(ModelAliasEvent)
+        .where(ModelAliasEvent.registered_model_id == registered.id, ModelAliasEvent.alias == alias)
+        .order_by(ModelAliasEvent.id.desc())
+    ).all()
+    archived = set(
+        session.scalars(
+            select(ModelVersion.version).where(ModelVersion.registered_model_id == registered.id, ModelVersion.archived_at.is_not(None))
+        ).all()
+    )
+    for e in events:
+        for v in (e.version, e.previous_version):
+            if v is not None and v != current and v not in archived:
+                return v
+    return None
+
+
+def alias_history(session: Session, registered: RegisteredModel, alias: str) -> list[ModelAliasEvent]:
+    """Every move of the alias, oldest first."""
+    return list(
+        session.scalars(
+            select(ModelAliasEvent)
+            .where(ModelAliasEvent.registered_model_id == registered.id, ModelAliasEvent.alias == alias)
+            .order_by(ModelAliasEvent.id)
+        ).all()
+    )
+
+
+def alias_at(session: Session, registered: RegisteredModel, alias: str, at: datetime) -> ModelAliasEvent | None:
+    """The move in force at ``at`` (None: the alias did not exist then, or had been removed)."""
+    event = session.scalar(
+        select(ModelAliasEvent)
+        .where(ModelAliasEvent.registered_model_id == registered.id, ModelAliasEvent.alias == alias, ModelAliasEvent.set_at <= at)
+        .order_by(ModelAliasEvent.set_at.desc(), ModelAliasEvent.id.desc())
+        .limit(1)
+    )
+    return event if event is not None and event.version is not None else None
+
+
+# --- references ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reference:
+    """``name``, ``name@3`` or ``name@alias``."""
+
+    name: str
+    version: int | None = None
+    alias: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Reference:
+        name, sep, selector = text.partition("@")
+        if not sep:
+            return cls(name)
+        if selector.isdigit():
+            return cls(name, version=int(selector))
+        return cls(name, alias=check_alias(selector))
+
+
+def resolve(session: Session, organization_id: str, reference: str, kind: str, *, bare: str = "latest") -> ModelVersion | None:
+    """The version a reference names; None when ``name`` is not a registered model (the caller's own ids apply).
+
+    A bare name resolves to its ``production`` alias when ``bare`` is ``"production"`` and the
+    alias exists, else to its latest version. Raises RegistryError (404) for a missing
+    version or alias.
+    """
+    ref = Reference.parse(reference)
+    registered = find(session, organization_id, ref.name)
+    if registered is None or registered.kind != kind:
+        if ref.version is not None or ref.alias is not None:
+            raise RegistryError(404, f"registered {kind} model {ref.name!r} not found", name=ref.name)
+        return None
+    if ref.alias is not None:
+        number = _current(session, registered, ref.alias)
+        if number is None:
+            raise RegistryError(404, f"alias {ref.alias!r} of {ref.name} not found", name=ref.name, alias=ref.alias)
+        return get_version(session, registered, number)
+    if ref.version is not None:
+        return get_version(session, registered, ref.version)
+    if bare == PRODUCTION and (number := _current(session, registered, PRODUCTION)) is not None:
+        return get_version(session, registered, number)
+    if registered.latest_version == 0:
+        return None
+    return get_version(session, registered, registered.latest_version)
+
+
+def version_label(session: Session, version: ModelVersion) -> str:
+    """``name@3``: how answers name a version."""
+    name = session.scalar(select(RegisteredModel.name).where(RegisteredModel.id == version.registered_model_id))
+    return f"{name}@{version.version}"
+
+
+def resolve_detector(session: Session, organization_id: str, reference: str) -> tuple[str, str | None]:
+    """(v1 model UUID, ``name@version`` or None) for a v1 ``model_id``: a UUID or ``name@3`` / ``name@alias``."""
+    if "@" not in reference:
+        version = session.scalar(
+            select(ModelVersion)
+            .where(ModelVersion.organization_id == organization_id, ModelVersion.detector_model_id == reference)
+            .limit(1)
+        )
+        return reference, version_label(session, version) if version is not None else None
+    version = resolve(session, organization_id, reference, "detector")
+    if version is None or version.detector_model_id is None:
+        raise RegistryError(404, "Model not found", reference=reference)
+    return version.detector_model_id, version_label(session, version)
