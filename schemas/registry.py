@@ -78,16 +78,19 @@ class ModelVersionList(Page[ModelVersionPublic]):
     pass
 
 
+MAX_VERSION = 2**31 - 1  # the database's INTEGER
+
+
 class AliasSet(BaseModel):
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_VERSION)
     reason: Text = Field("", max_length=2000)
     expected_version: int | None = Field(
-        None, description="Compare-and-set: the version the alias names now (null: it does not exist yet); a stale value answers 409."
+        None, ge=1, le=MAX_VERSION, description="Compare-and-set: the version the alias names now (null: it does not exist yet); a stale value answers 409."
     )
 
 
 class AliasRollback(BaseModel):
-    to_version: int | None = Field(None, ge=1, description="Default: the version the alias named before its current one.")
+    to_version: int | None = Field(None, ge=1, le=MAX_VERSION, description="Default: the version the alias named before its current one.")
     reason: Text = Field("", max_length=2000)
 
 

@@ -46,6 +46,7 @@ from schemathesis.checks import (
 from schemathesis.specs.openapi.checks import negative_data_rejection
 from sqlalchemy import select
 
+from cluster import registry
 from cluster.accounts import create_api_key
 from cluster.db import session_scope
 from cluster.stt_tables import CustomModel
@@ -109,7 +110,18 @@ SEEDED_FIELDS = {
 }
 
 
+# registry routes: their path names and version numbers (and the bodies' version fields)
+REGISTRY_FIELDS = {
+    "name": ("registered_name",),
+    "alias": ("alias_name",),
+    "version": ("registered_version",),
+    "to_version": ("registered_version",),
+}
+
+
 def seed_attributes(path: str, field: str) -> tuple[str, ...]:
+    if path.startswith("/api/v1/registry/models/{name}"):
+        return REGISTRY_FIELDS.get(field, ())
     if field == "job_id":
         return ("inference_job_id",) if path.startswith("/api/v1/inference-jobs") else ("training_job_id",)
     if field == "model_id":
@@ -254,6 +266,21 @@ class Seeds:
     @property
     def custom_model_key(self) -> str:
         return f"custom_model_{self.custom_model_id}"
+
+    alias_name = "production"
+    registered_version = 1
+
+    @cached_property
+    def registered_name(self) -> str:
+        """A detector registered model with versions 1 and 2, its production alias moved 1 -> 2 (so it can roll back)."""
+        name, url = "fuzz-registry", self.platform.settings.database_url
+        registered_id = registry.ensure_registered(url, self.organization_id, name, "detector")
+        with session_scope(url) as s:
+            for _ in range(2):
+                registry.add_version(s, registered_id, detector_model_id=self.detector_model_id)
+        for version in (1, 2):
+            self._call("PUT", f"/api/v1/registry/models/{name}/aliases/production", json={"version": version, "reason": "seeded"})
+        return name
 
     @cached_property
     def data_id(self) -> int:

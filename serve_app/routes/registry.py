@@ -29,6 +29,7 @@ from schemas.registry import (
     AliasHistory,
     AliasPublic,
     AliasRollback,
+    MAX_VERSION,
     AliasSet,
     ModelKind,
     ModelVersionList,
@@ -157,7 +158,7 @@ def list_versions(name: NamePath, session: SessionDep, principal: Reader, page: 
 
 @router.get("/{name}/versions/{version}", response_model=ModelVersionPublic, responses=v1_errors(404))
 def get_version(
-    name: NamePath, version: Annotated[int, Path(ge=1, le=2**31 - 1)], session: SessionDep, principal: Reader
+    name: NamePath, version: Annotated[int, Path(ge=1, le=MAX_VERSION)], session: SessionDep, principal: Reader
 ) -> ModelVersionPublic:
     model = _owned(session, principal, name)
     with refusals(session):
