@@ -18,6 +18,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from cluster.db import session_scope
 from cluster.registry_tables import ModelAlias, ModelAliasEvent, ModelVersion, RegisteredModel
 from cluster.tables import utcnow
 from schemas.registry import ALIAS_PATTERN, NAME_PATTERN, is_alias
@@ -34,6 +35,13 @@ class RegistryError(Exception):
         super().__init__(message)
         self.status_code = status_code
         self.details = details
+
+
+class NameTaken(RegistryError):
+    """The organization already has a registered model of that name (perhaps made a moment ago)."""
+
+    def __init__(self, name: str):
+        super().__init__(409, f"registered model {name!r} already exists", name=name)
 
 
 def check_name(name: str) -> str:
@@ -88,14 +96,14 @@ def create_registered(session: Session, organization_id: str, name: str, kind: s
     if kind not in KINDS:
         raise RegistryError(400, f"kind must be one of {list(KINDS)}", field="kind")
     if find(session, organization_id, name) is not None:
-        raise RegistryError(409, f"registered model {name!r} already exists", name=name)
+        raise NameTaken(name)
     model = RegisteredModel(organization_id=organization_id, name=name, kind=kind, description=description, latest_version=0)
     session.add(model)
     try:
         session.flush()
     except IntegrityError:
         session.rollback()
-        raise RegistryError(409, f"registered model {name!r} already exists", name=name) from None
+        raise NameTaken(name) from None
     return model
 
 
@@ -105,17 +113,14 @@ def ensure_registered(url: str, organization_id: str, name: str, kind: str) -> s
     Run before the transaction that completes a training run: an empty registered model is
     harmless, and a concurrent creator of the same name is found on the retry.
     """
-    from cluster.db import session_scope
-
     for _ in range(2):
         try:
             with session_scope(url) as s:
                 check_kind(s, organization_id, name, kind)
                 model = find(s, organization_id, name) or create_registered(s, organization_id, name, kind)
                 return model.id
-        except RegistryError as e:
-            if e.status_code != 409 or "already exists" not in str(e):
-                raise
+        except NameTaken:
+            continue  # a concurrent creator won: the next try finds its row
     raise RuntimeError(f"registered model {name!r} could not be created")
 
 

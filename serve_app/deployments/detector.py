@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 from ray import serve
 
 from cluster.db import open_session
@@ -24,7 +22,7 @@ from data_pipelines.features import compute_features
 from schemas.inference import InferenceConfig
 from serve_app.deployments.replica import LoadedModel, ModelReplica, ModelUnavailable
 from train_jobs.detection import detection_dict, detections_from_chunks, forward_windows
-from train_jobs.models.detector import DetectorMeta, load_checkpoint
+from train_jobs.models.detector import load_checkpoint
 from train_jobs.windows import split_windows
 
 log = logging.getLogger("fathom.detector")
@@ -36,11 +34,6 @@ DEFAULT_BATCH_WAIT_S = 0.01
 
 __all__ = ["Detector", "ModelUnavailable"]
 
-
-@dataclass
-class _Loaded(LoadedModel):
-    model: torch.nn.Module
-    meta: DetectorMeta
 
 
 @serve.deployment(
@@ -61,17 +54,17 @@ class Detector(ModelReplica):
     default_batch_wait_s = DEFAULT_BATCH_WAIT_S
 
     @serve.multiplexed(max_num_models_per_replica=MAX_MODELS_PER_REPLICA)
-    async def get_model(self, model_id: str) -> _Loaded:
+    async def get_model(self, model_id: str) -> LoadedModel:
         return await self.load_model(model_id)
 
-    def load(self, model_id: str) -> _Loaded:
+    def load(self, model_id: str) -> LoadedModel:
         with open_session(self.settings.database_url) as s:
             row = s.get(DetectorModel, model_id)
             if row is None or row.archived_at is not None:
                 raise ModelUnavailable(f"detector model {model_id} not found or archived")
             key = row.checkpoint_key
         model, meta = load_checkpoint(self.blobs.get_bytes(key), map_location="cpu")
-        return _Loaded(model.to(self.device).eval(), meta)
+        return LoadedModel(model.to(self.device).eval(), meta)
 
     async def detect(
         self, audio: bytes | np.ndarray | None = None, *, audio_key: str | None = None, config: dict[str, Any] | None = None

@@ -12,6 +12,7 @@ another actor), as encoded bytes (a v3 upload) or as 16 kHz mono samples (anothe
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -27,8 +28,15 @@ class ModelUnavailable(LookupError):
     """The request names no model, or one that is unknown, archived or whose checkpoint is missing."""
 
 
+@dataclass
 class LoadedModel:
-    """A model in a replica's multiplex cache; eviction frees its accelerator memory."""
+    """A model (eval mode, on the replica's device) and its checkpoint's meta, in the multiplex cache.
+
+    Eviction only drops the reference: ``__del__`` frees the accelerator memory.
+    """
+
+    model: torch.nn.Module
+    meta: Any
 
     def __del__(self) -> None:
         if torch.cuda.is_available():

@@ -16,18 +16,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 from ray import serve
 
 from cluster.blob_keys import CUSTOM_MODELS_PREFIX
 from schemas.stt import BASE_MODELS
 from serve_app.deployments.replica import LoadedModel, ModelReplica, ModelUnavailable
 from train_jobs.base_models import load_base_model
-from train_jobs.models.stt import SttMeta, load_stt_checkpoint
+from train_jobs.models.stt import load_stt_checkpoint
 from train_jobs.stt_decoding import transcribe_batch
 
 log = logging.getLogger("fathom.transcriber")
@@ -39,11 +37,6 @@ DEFAULT_BATCH_WAIT_S = 0.02
 
 __all__ = ["ModelUnavailable", "Transcriber"]
 
-
-@dataclass
-class _Loaded(LoadedModel):
-    model: torch.nn.Module
-    meta: SttMeta
 
 
 @serve.deployment(
@@ -64,10 +57,10 @@ class Transcriber(ModelReplica):
     default_batch_wait_s = DEFAULT_BATCH_WAIT_S
 
     @serve.multiplexed(max_num_models_per_replica=MAX_MODELS_PER_REPLICA)
-    async def get_model(self, ref: str) -> _Loaded:
+    async def get_model(self, ref: str) -> LoadedModel:
         return await self.load_model(ref)
 
-    def load(self, ref: str) -> _Loaded:
+    def load(self, ref: str) -> LoadedModel:
         if ref in BASE_MODELS:
             model, meta = load_base_model(ref, map_location=str(self.device))
         elif ref.startswith(CUSTOM_MODELS_PREFIX) and ".." not in ref:
@@ -78,7 +71,7 @@ class Transcriber(ModelReplica):
             model, meta = load_stt_checkpoint(data, map_location=self.device)
         else:
             raise ModelUnavailable(f"unknown model reference {ref!r}; use {', '.join(BASE_MODELS)} or a checkpoint key")
-        return _Loaded(model.to(self.device).eval(), meta)
+        return LoadedModel(model.to(self.device).eval(), meta)
 
     async def transcribe(
         self, audio: bytes | np.ndarray | None = None, *, audio_key: str | None = None, boost_terms: Sequence[str] = ()
