@@ -33,6 +33,7 @@ pytestmark = pytest.mark.slow
 
 CUSTOMER_TERMS = DOMAIN_TERMS["medical"][:30]
 N_TRAIN, N_TEST, N_HELD_OUT = 72, 16, 16
+N_REFERENCE = 6  # test files transcribed per registry reference below
 FORMATS = ("mp3", "flac", "m4a", "wav")
 
 
@@ -113,8 +114,9 @@ def test_custom_model_trains_on_ray_and_transcribes_better(platform, org):
 
     # The recorded metrics agree with an independent jiwer computation over /api/v3/stt answers.
     refs = [t for _, t in test]
-    custom_wer = _wer(refs, _transcribe(c, f"custom_model_{mid}", test_files))
-    base_wer = _wer(refs, _transcribe(c, "medical", test_files))
+    custom_hyps = _transcribe(c, f"custom_model_{mid}", test_files)
+    base_hyps = _transcribe(c, "medical", test_files)
+    custom_wer, base_wer = _wer(refs, custom_hyps), _wer(refs, base_hyps)
     print(f"recomputed over HTTP: base WER {base_wer:.2f}%, custom WER {custom_wer:.2f}%")
     assert metrics["word_error_rate"] == pytest.approx(custom_wer, abs=1.0)
     assert metrics["base_word_error_rate"] == pytest.approx(base_wer, abs=1.0)
@@ -149,15 +151,21 @@ def test_custom_model_trains_on_ray_and_transcribes_better(platform, org):
     blobs.put_bytes(run.checkpoint_key, base_checkpoint("medical"))
     assert complete(url, mid, checkpoint_key=run.checkpoint_key, training_metrics={"word_error_rate": base_wer}) == 2
 
-    def wer_of(model: str) -> float:
-        return _wer(refs, _transcribe(c, model, test_files))
+    # Each reference is checked on the first N_REFERENCE test files, against both versions' WERs
+    # on those files: the whole test set four more times would pass the transcription rate limit.
+    sub_refs, sub_files = refs[:N_REFERENCE], test_files[:N_REFERENCE]
+    sub_custom, sub_base = _wer(sub_refs, custom_hyps[:N_REFERENCE]), _wer(sub_refs, base_hyps[:N_REFERENCE])
+    assert abs(sub_custom - sub_base) > 10, (sub_custom, sub_base)  # the two versions can be told apart
 
-    assert wer_of(f"{name}@1") == pytest.approx(custom_wer, abs=1.0)
-    assert wer_of(f"{name}@2") == pytest.approx(base_wer, abs=1.0)
-    assert wer_of(name) == pytest.approx(base_wer, abs=1.0)  # no production alias: the latest version
+    def wer_of(model: str) -> float:
+        return _wer(sub_refs, _transcribe(c, model, sub_files))
+
+    assert wer_of(f"{name}@1") == pytest.approx(sub_custom, abs=3.0)
+    assert wer_of(f"{name}@2") == pytest.approx(sub_base, abs=3.0)
+    assert wer_of(name) == pytest.approx(sub_base, abs=3.0)  # no production alias: the latest version
     r = org.put(f"/api/v1/registry/models/{name}/aliases/production", json={"version": 1, "reason": "v2 regressed"})
     assert r.status_code == 200, r.text
-    assert wer_of(name) == pytest.approx(custom_wer, abs=1.0)  # the bare key follows the alias at the next request
+    assert wer_of(name) == pytest.approx(sub_custom, abs=3.0)  # the bare key follows the alias at the next request
     r = c.post("/api/v3/stt", data={"model": f"{name}@9", "language": "en"}, files={"audio_file": test_files[0][:2]})
     assert r.status_code == 404 and r.json()["error_code"] == "MODEL_NOT_FOUND", r.text
 
