@@ -10,6 +10,7 @@ is named: ``name@3``, ``name@production``, or a bare name.
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,9 +20,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cluster.db import session_scope
-from cluster.registry_tables import ModelAlias, ModelAliasEvent, ModelVersion, RegisteredModel
+from cluster.evaluations import latest_scores
+from cluster.outbox import record_event
+from cluster.stt_tables import CustomModel
+from cluster.registry_tables import AliasGate, ModelAlias, ModelAliasEvent, ModelVersion, RegisteredModel
 from cluster.tables import utcnow
 from schemas.registry import ALIAS_PATTERN, NAME_PATTERN, is_alias
+from schemas.stt import MODEL_KEY_PREFIX
 
 KINDS = ("detector", "stt")
 PRODUCTION = "production"
@@ -215,6 +220,11 @@ def _record(session: Session, registered: RegisteredModel, alias: str, action: s
     )
     session.add(event)
     session.flush()
+    record_event(
+        session, registered.organization_id, "model.alias_moved", f"{registered.name}@{alias}",
+        {"name": registered.name, "alias": alias, "action": action, "version": version, "previous_version": previous,
+         "reason": reason, "forced": forced, "alias_event_id": event.id},
+    )
     return event
 
 
@@ -249,15 +259,95 @@ def set_alias(
     expected_version: int | None = None,
     check_expected: bool = False,
     action: str = "set",
+    force: bool = False,
 ) -> ModelAliasEvent:
-    """Move (or create) an alias; compare-and-set against ``expected_version`` when ``check_expected``."""
+    """Move (or create) an alias; compare-and-set against ``expected_version`` when ``check_expected``.
+
+    A move (not a rollback) must pass the alias's promotion gate unless ``force`` with a reason.
+    """
     check_alias(alias)
     lock(session, registered)
     target = get_version(session, registered, version)
     if target.archived_at is not None:
         raise RegistryError(409, f"version {version} is archived; an alias cannot name it", version=version)
+    gate = session.get(AliasGate, (registered.id, alias))
+    forced = False
+    if gate is not None and action == "set":
+        if force:
+            if not reason.strip():
+                raise RegistryError(400, "a forced move past the promotion gate needs a reason", alias=alias)
+            forced = True
+        else:
+            current = _current(session, registered, alias)
+            if not (check_expected and current != expected_version):  # a stale compare-and-set answers as such
+                check_gate(session, registered, gate, version, current)
     previous = _move(session, registered, alias, version, expected_version, check_expected)
-    return _record(session, registered, alias, action, version, previous, reason, set_by)
+    return _record(session, registered, alias, action, version, previous, reason, set_by, forced)
+
+
+# --- promotion gates --------------------------------------------------------------------------------
+
+GATE_METRICS = {"f1": ("f1_score", +1), "wer": ("word_error_rate", -1), "cer": ("character_error_rate", -1)}
+KIND_METRICS = {"detector": ("f1",), "stt": ("wer", "cer")}
+
+
+def get_gate(session: Session, registered: RegisteredModel, alias: str) -> AliasGate | None:
+    return session.get(AliasGate, (registered.id, alias))
+
+
+def set_gate(
+    session: Session, registered: RegisteredModel, alias: str, *, evaluation_data: dict[str, Any], metric: str, max_regression: float
+) -> AliasGate:
+    """Create or replace an alias's gate; the metric must be one of the model's kind."""
+    check_alias(alias)
+    if metric not in KIND_METRICS[registered.kind]:
+        raise RegistryError(400, f"a {registered.kind} model is gated on {' or '.join(KIND_METRICS[registered.kind])}", metric=metric)
+    lock(session, registered)
+    gate = session.get(AliasGate, (registered.id, alias))
+    if gate is None:
+        gate = AliasGate(registered_model_id=registered.id, alias=alias)
+        session.add(gate)
+    gate.evaluation_data, gate.metric, gate.max_regression, gate.updated_at = evaluation_data, metric, float(max_regression), utcnow()
+    session.flush()
+    return gate
+
+
+def delete_gate(session: Session, registered: RegisteredModel, alias: str) -> None:
+    lock(session, registered)
+    gate = session.get(AliasGate, (registered.id, alias))
+    if gate is None:
+        raise RegistryError(404, f"alias {alias!r} has no promotion gate", alias=alias)
+    session.delete(gate)
+
+
+def check_gate(session: Session, registered: RegisteredModel, gate: AliasGate, version: int, current: int | None) -> None:
+    """Refuse (409, with both figures) a move to a version not evaluated on the gate's data, or one that regresses too far.
+
+    Figures come from the newest completed evaluation on exactly the gate's data that scored
+    each version (``name@N``); the current version must have been evaluated too.
+    """
+    key, sign = GATE_METRICS[gate.metric]
+    org = registered.organization_id
+    details: dict[str, Any] = {"alias": gate.alias, "metric": gate.metric, "max_regression": gate.max_regression, "version": version}
+    new = latest_scores(session, org, gate.evaluation_data, f"{registered.name}@{version}")
+    if new is None:
+        raise RegistryError(409, f"version {version} has not been evaluated on the gate's data", **details)
+    details.update(value=new[1][key], evaluation_id=new[0])
+    if current is None or current == version:
+        return
+    old = latest_scores(session, org, gate.evaluation_data, f"{registered.name}@{current}")
+    details["current_version"] = current
+    if old is None:
+        raise RegistryError(409, f"the current version {current} has not been evaluated on the gate's data", **details)
+    regression = sign * (old[1][key] - new[1][key])
+    details.update(current_value=old[1][key], current_evaluation_id=old[0], regression=round(regression, 4))
+    if regression > gate.max_regression:
+        raise RegistryError(
+            409,
+            f"version {version} regresses {gate.metric} by {regression:.4g} against version {current} "
+            f"({new[1][key]} vs {old[1][key]}); the gate allows {gate.max_regression:g}",
+            **details,
+        )
 
 
 def delete_alias(session: Session, registered: RegisteredModel, alias: str, *, reason: str, set_by: str | None) -> ModelAliasEvent:
@@ -397,3 +487,52 @@ def resolve_detector(session: Session, organization_id: str, reference: str) -> 
     if version is None or version.detector_model_id is None:
         raise RegistryError(404, "Model not found", reference=reference)
     return version.detector_model_id, version_label(session, version)
+
+
+def stt_checkpoint(session: Session, reference: str) -> str | None:
+    """The checkpoint a ``custom_model_{id}``, ``custom_model_{id}@3`` or ``@alias`` reference names now.
+
+    For callers without an organization (Ray handles from other apps): a custom model's id is
+    unique across organizations. None when ``reference`` is not of that form; RegistryError
+    (404) when it names nothing servable. The bare key follows ``production``, else the latest
+    version, as ``POST /api/v3/stt`` does.
+    """
+    key, pinned, _ = reference.partition("@")
+    digits = key.removeprefix(MODEL_KEY_PREFIX)
+    if not key.startswith(MODEL_KEY_PREFIX) or not digits.isdigit() or len(digits) > 18:
+        return None
+    row = session.get(CustomModel, int(digits))
+    if row is None:
+        raise RegistryError(404, f"custom model {key} not found", model=reference)
+    version = resolve(session, row.organization_id, reference, "stt", bare=PRODUCTION)
+    if version is None:  # trained before the registry: its own checkpoint
+        if pinned or not row.checkpoint_key:
+            raise RegistryError(404, f"{reference} has no trained version", model=reference)
+        return row.checkpoint_key
+    if version.archived_at is not None or not version.checkpoint_key:
+        raise RegistryError(404, f"{reference} is archived", model=reference)
+    return version.checkpoint_key
+
+
+def detector_target(session: Session, reference: str) -> str:
+    """The v1 model UUID a detector reference names now, for callers without an organization (Ray handles).
+
+    A UUID names itself; ``name@3``, ``name@alias`` or a bare name (``production``, else the
+    latest version) resolve when exactly one organization holds the name. RegistryError (404)
+    otherwise.
+    """
+    try:
+        return str(uuid.UUID(reference))
+    except ValueError:
+        pass
+    name = Reference.parse(reference).name
+    owners = session.scalars(
+        select(RegisteredModel.organization_id).where(RegisteredModel.name == name, RegisteredModel.kind == "detector").limit(2)
+    ).all()
+    if len(owners) != 1:
+        why = "not found" if not owners else "held by several organizations; name the model by its UUID"
+        raise RegistryError(404, f"registered detector {name!r} {why}", model=reference)
+    version = resolve(session, owners[0], reference, "detector", bare=PRODUCTION)
+    if version is None or version.detector_model_id is None:
+        raise RegistryError(404, f"{reference} has no version", model=reference)
+    return version.detector_model_id

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cluster.tables import Base, _created, _id, _org, utcnow
@@ -64,6 +64,20 @@ class ModelAlias(Base):
     )
     alias: Mapped[str] = mapped_column(String(64), primary_key=True)
     version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AliasGate(Base):
+    """A promotion gate of one alias: a move must be evaluated on ``evaluation_data`` and not regress ``metric`` by more than ``max_regression``."""
+
+    __tablename__ = "alias_gates"
+    registered_model_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("registered_models.id", ondelete="CASCADE"), primary_key=True
+    )
+    alias: Mapped[str] = mapped_column(String(64), primary_key=True)
+    evaluation_data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    metric: Mapped[str] = mapped_column(String(8))  # f1 | wer | cer
+    max_regression: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -139,15 +139,14 @@ def _matches(ref: Event, est: Event, onset_collar_ms: int, offset_collar_ms: int
     return abs(est.end_ms - ref.end_ms) <= max(offset_collar_ms, rate * ref.duration_ms)
 
 
-def _max_matching(candidates: list[list[int]], n_right: int) -> int:
-    """Size of a maximum bipartite matching; candidates[i] lists the rights left i may take.
+def _max_matching(candidates: list[list[int]], n_right: int) -> list[int]:
+    """A maximum bipartite matching: for each left i, the right it takes (-1: none); candidates[i] lists the rights i may take.
 
     One breadth-first augmenting-path search per left node (iterative: no recursion limit
     on files with thousands of events).
     """
     right_owner = [-1] * n_right
     left_match = [-1] * len(candidates)
-    size = 0
     for root in range(len(candidates)):
         reached_from: dict[int, int] = {}  # right -> left that reached it
         queue, head, free = [root], 0, -1
@@ -168,8 +167,78 @@ def _max_matching(candidates: list[list[int]], n_right: int) -> int:
         while j >= 0:  # flip the alternating path back to the root
             i = reached_from[j]
             right_owner[j], left_match[i], j = i, j, left_match[i]
-        size += 1
-    return size
+    return left_match
+
+
+@dataclass(frozen=True)
+class ClassMatch:
+    """One file's matching for one type: matched pairs, estimates matching nothing, references found by none."""
+
+    true_positives: int
+    false_positives: tuple[Event, ...]
+    missed: tuple[Event, ...]
+
+
+def match_events(
+    reference: Sequence[Event],
+    estimated: Sequence[Event],
+    artifact_types: Sequence[str],
+    *,
+    onset_collar_ms: int = 200,
+    offset_collar_ms: int = 200,
+    offset_collar_rate: float = 0.5,
+) -> dict[str, ClassMatch]:
+    """One file's one-to-one matching per type (the sed_eval event-based definition; see ``event_metrics``)."""
+    known = set(artifact_types)
+    for event in (*reference, *estimated):
+        if event.artifact_type not in known:
+            raise ValueError(f"unknown artifact type {event.artifact_type!r}; expected one of {list(artifact_types)}")
+    out = {}
+    for artifact_type in artifact_types:
+        refs = [e for e in reference if e.artifact_type == artifact_type]
+        ests = [e for e in estimated if e.artifact_type == artifact_type]
+        candidates = [
+            [j for j, est in enumerate(ests) if _matches(ref, est, onset_collar_ms, offset_collar_ms, offset_collar_rate)]
+            for ref in refs
+        ]
+        taken = _max_matching(candidates, len(ests)) if refs and ests else [-1] * len(refs)
+        used = {j for j in taken if j >= 0}
+        out[artifact_type] = ClassMatch(
+            true_positives=len(used),
+            false_positives=tuple(e for j, e in enumerate(ests) if j not in used),
+            missed=tuple(r for r, j in zip(refs, taken) if j < 0),
+        )
+    return out
+
+
+def segment_counts(
+    reference: Sequence[Event], estimated: Sequence[Event], artifact_types: Sequence[str], duration_ms: int, *, segment_ms: int = 1000
+) -> dict[str, tuple[int, int, int]]:
+    """Segment-based (TP, FP, FN) per type: a segment is active for a type when any event of it overlaps the segment.
+
+    The file is cut into ``segment_ms`` segments from 0 (the last one may be shorter); an event
+    running past ``duration_ms`` extends the grid, as sed_eval's does.
+    """
+    end = max([duration_ms, *(e.end_ms for e in (*reference, *estimated))])
+    n = max(1, -(-int(end) // segment_ms))
+
+    def active(events: Iterable[Event], artifact_type: str) -> np.ndarray:
+        mask = np.zeros(n, dtype=bool)
+        for e in events:
+            if e.artifact_type == artifact_type and e.end_ms > e.start_ms:
+                mask[e.start_ms // segment_ms : -(-e.end_ms // segment_ms)] = True
+        return mask
+
+    out = {}
+    for artifact_type in artifact_types:
+        ref, est = active(reference, artifact_type), active(estimated, artifact_type)
+        out[artifact_type] = (int((ref & est).sum()), int((est & ~ref).sum()), int((ref & ~est).sum()))
+    return out
+
+
+def ratios(tp: int, n_ref: int, n_est: int) -> tuple[float, float, float]:
+    """(precision, recall, F1) of counts, with the empty-denominator rules of ``event_metrics``."""
+    return _ratios(tp, n_ref, n_est)
 
 
 def _ratios(tp: int, n_ref: int, n_est: int) -> tuple[float, float, float]:
@@ -199,25 +268,18 @@ def event_metrics(
     number of reference events of a type. All values are plain floats/ints.
     """
     types = list(artifact_types)
-    known = set(types)
     tp = dict.fromkeys(types, 0)
     n_ref = dict.fromkeys(types, 0)
     n_est = dict.fromkeys(types, 0)
     for reference, estimated in pairs:
-        for event in (*reference, *estimated):
-            if event.artifact_type not in known:
-                raise ValueError(f"unknown artifact type {event.artifact_type!r}; expected one of {types}")
-        for artifact_type in types:
-            refs = [e for e in reference if e.artifact_type == artifact_type]
-            ests = [e for e in estimated if e.artifact_type == artifact_type]
-            n_ref[artifact_type] += len(refs)
-            n_est[artifact_type] += len(ests)
-            if refs and ests:
-                candidates = [
-                    [j for j, est in enumerate(ests) if _matches(ref, est, onset_collar_ms, offset_collar_ms, offset_collar_rate)]
-                    for ref in refs
-                ]
-                tp[artifact_type] += _max_matching(candidates, len(ests))
+        matched = match_events(
+            reference, estimated, types,
+            onset_collar_ms=onset_collar_ms, offset_collar_ms=offset_collar_ms, offset_collar_rate=offset_collar_rate,
+        )
+        for artifact_type, m in matched.items():
+            tp[artifact_type] += m.true_positives
+            n_ref[artifact_type] += m.true_positives + len(m.missed)
+            n_est[artifact_type] += m.true_positives + len(m.false_positives)
     per_class = {}
     for artifact_type in types:
         p, r, f = _ratios(tp[artifact_type], n_ref[artifact_type], n_est[artifact_type])

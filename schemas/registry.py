@@ -87,6 +87,7 @@ class AliasSet(BaseModel):
     expected_version: int | None = Field(
         None, ge=1, le=MAX_VERSION, description="Compare-and-set: the version the alias names now (null: it does not exist yet); a stale value answers 409."
     )
+    force: bool = Field(False, description="Move past the alias's promotion gate; needs a reason, and the history marks the move forced.")
 
 
 class AliasRollback(BaseModel):

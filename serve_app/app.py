@@ -36,6 +36,7 @@ from serve_app.routes import (
     custom_models,
     dataset_audio,
     datasets,
+    evaluations,
     health,
     inference_jobs,
     models,
@@ -91,7 +92,7 @@ def create_api(settings: Settings | None = None) -> FastAPI:
             allow_headers=CORS_HEADERS,
             expose_headers=[*RATE_HEADERS, "Retry-After"],
         )
-    for module in (health, api_keys, datasets, dataset_audio, annotations, training_jobs, models, inference_jobs, blobs, registry):
+    for module in (health, api_keys, datasets, dataset_audio, annotations, training_jobs, models, inference_jobs, blobs, registry, evaluations):
         app.include_router(module.router)
     app.include_router(custom_models.router)
     app.include_router(stt.router)
@@ -143,5 +144,5 @@ def build_app(args: AppArgs) -> Application:
     transcriber = Transcriber.options(
         **options(settings.transcriber_gpu_fraction, args.transcriber_user_config)
     ).bind(args)
-    dispatcher = Dispatcher.bind(args, detector)
+    dispatcher = Dispatcher.bind(args, detector, transcriber)
     return Ingress.bind(args, detector, dispatcher, transcriber)

@@ -1,7 +1,9 @@
 """The dispatcher: moves durable queued work from the database onto Ray.
 
-One replica runs three loops:
+One replica runs these loops:
 - inference files: claim queued files (leased), call the Detector deployment, record results;
+- evaluations: claim one at a time (leased) and run it on the Detector or Transcriber
+  deployment (``serve_app.evaluator``);
 - dataset audio: claim confirmed files in groups and run one Ray Data preprocessing run per group;
 - training jobs and custom speech models: reconcile records with their Ray Jobs (a driver that
   died leaves nothing ``running``); uploads never confirmed expire (``cluster.pending_uploads``).
@@ -22,7 +24,7 @@ from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
-from cluster import queue
+from cluster import evaluations, queue
 from cluster.blob_signing import BlobError
 from cluster.blobs import make_blob_store
 from cluster.db import init_schema, open_session
@@ -33,6 +35,7 @@ from cluster.training import reconcile_training_jobs
 from cluster.tables import DetectorModel, InferenceFile, InferenceJob
 from data_pipelines.audio import AudioDecodeError
 from serve_app.deployments.replica import ModelUnavailable
+from serve_app.evaluator import EvaluationRunner
 
 log = logging.getLogger("fathom.dispatcher")
 
@@ -51,16 +54,21 @@ def _preprocess_group(settings, file_ids: list[str]) -> dict[str, str]:
 
 @serve.deployment(name="Dispatcher", num_replicas=1, ray_actor_options={"num_cpus": 0}, max_ongoing_requests=16)
 class Dispatcher:
-    async def __init__(self, args: Any, detector: DeploymentHandle):
+    async def __init__(self, args: Any, detector: DeploymentHandle, transcriber: DeploymentHandle):
         self.settings = args.build_settings()
         instance = init_schema(self.settings.database_url)
         self.blobs = make_blob_store(self.settings, secret=instance.signing_secret.encode())
         self.detector = detector
+        self.evaluator = EvaluationRunner(self.settings, detector, transcriber, INTERRUPTIONS)
         self.in_flight: set[str] = set()
         self.slots = asyncio.Semaphore(self.settings.dispatch_max_in_flight)
         self.preprocessing: asyncio.Task | None = None
         loop = asyncio.get_running_loop()
-        self.tasks = [loop.create_task(self._inference_loop()), loop.create_task(self._maintenance_loop())]
+        self.tasks = [
+            loop.create_task(self._inference_loop()),
+            loop.create_task(self._maintenance_loop()),
+            loop.create_task(self._evaluation_loop()),
+        ]
 
     def check_health(self) -> None:
         for t in self.tasks:
@@ -133,6 +141,22 @@ class Dispatcher:
         url = self.settings.database_url
         if not await asyncio.to_thread(record_job_failure, url, job_id, message):
             await asyncio.to_thread(finish_file, url, file_id, error=message)
+
+    # --- evaluations ---------------------------------------------------------------------------
+
+    async def _evaluation_loop(self) -> None:
+        s = self.settings
+        while True:
+            try:
+                claimed = await asyncio.to_thread(
+                    evaluations.claim, s.database_url, lease_s=self.evaluator.lease_s, max_attempts=s.max_attempts
+                )
+                if claimed:
+                    await self.evaluator.run(*claimed)
+                    continue
+            except Exception:
+                log.exception("evaluation loop iteration failed; retrying")
+            await asyncio.sleep(max(s.dispatch_poll_s, 0.5))
 
     # --- dataset preprocessing and training reconciliation -----------------------------------
 

@@ -15,45 +15,9 @@ from cluster.training import create_detector_training, launch_detector_training
 from data_pipelines.audio import encode_audio
 from data_pipelines.synth import make_clip
 from schemas.training import TrainingConfig
-from tests.factories import register_detector, training_log, upload_inference_file, wait_for
+from tests.factories import annotate, make_dataset, register_detector, training_log, upload, upload_inference_file, wait_for
 
 TYPES = ["glitch", "long_pause"]
-
-
-def upload(client, dataset_id: str, data: bytes, name: str = "a.wav", confirm: bool = True) -> str:
-    info = client.post(f"/api/v1/datasets/{dataset_id}/audio/upload-url", json={"filename": name, "content_type": "audio/wav", "file_size": len(data)}).json()
-    assert requests.post(info["upload_url"], data=info["fields"], files={"file": data}, timeout=30).status_code == 204
-    if confirm:
-        assert client.post(f"/api/v1/datasets/{dataset_id}/audio/confirm", json={"audio_id": info["audio_id"]}).status_code == 200
-    return info["audio_id"]
-
-
-def wait_ready(client, dataset_id: str, n: int) -> list[dict]:
-    def ready():
-        items = client.get(f"/api/v1/datasets/{dataset_id}/audio").json()["items"]
-        done = [a for a in items if a["processing_status"] in ("ready", "failed")]
-        return items if len(done) == n else None
-
-    return wait_for(ready, timeout=240, what="dataset audio processed")
-
-
-def make_dataset(client, types: list[str], clip_seconds: list[float], seed: int = 0) -> tuple[str, dict[str, list]]:
-    ds = client.post("/api/v1/datasets", json={"name": "contract", "artifact_types": [{"name": t} for t in types]}).json()["id"]
-    events = {}
-    for i, secs in enumerate(clip_seconds):
-        clip = make_clip(seed + i, duration_s=secs, artifact_types=("glitch", "long_pause"))
-        events[upload(client, ds, encode_audio(clip.waveform, clip.sample_rate, "wav"))] = clip.events
-    assert all(a["processing_status"] == "ready" for a in wait_ready(client, ds, len(clip_seconds)))
-    return ds, events
-
-
-def annotate(client, ds: str, events: dict[str, list], *, publish: bool) -> str:
-    set_id = client.post(f"/api/v1/datasets/{ds}/annotation-sets").json()["id"]
-    items = [{"audio_file_id": a, "artifact_type": e.artifact_type, "start_ms": e.start_ms, "end_ms": e.end_ms} for a, evs in events.items() for e in evs]
-    assert client.post(f"/api/v1/datasets/{ds}/annotation-sets/{set_id}/annotations/bulk", json={"annotations": items}).status_code in (200, 201)
-    if publish:
-        assert client.post(f"/api/v1/datasets/{ds}/annotation-sets/{set_id}/publish").status_code == 200
-    return set_id
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ through a Serve handle from a separate Ray driver.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -28,12 +29,13 @@ import re
 from ray.job_submission import JobSubmissionClient
 
 from train_jobs.detector import split_files
-from tests.factories import training_log, upload_dataset_audio, upload_inference_file, wait_for
+from tests.factories import annotate, training_log, upload_dataset_audio, upload_inference_file, wait_for, wait_ready
 
 pytestmark = pytest.mark.slow
 
 N_TRAIN_FILES = 24
 N_HELD_OUT = 24  # about 35 events per class: a per-class F1 bar needs that many to be stable
+N_EVAL_FILES = 8
 CLIP_S = 12.0
 FORMATS = [("wav", 16000), ("flac", 44100), ("mp3", 22050), ("ogg", 48000)]
 TRAIN_CONFIG = {"epochs": 24, "batch_size": 32, "learning_rate": 0.003, "num_workers": 2, "chunk_size_ms": 500, "stride_ms": 250}
@@ -260,6 +262,100 @@ def test_training_module_runs_under_ray_job_submit(platform, ray_cluster, traine
     assert client.post("/api/v1/inference-jobs", json={"model_id": f"{name}@production"}).json()["model_id"] == manual[0]["model_id"]
     back = client.post(f"/api/v1/registry/models/{name}/aliases/production/rollback", json={"reason": "1 epoch is not enough"}).json()
     assert back["version"] == 1
+    trained["manual_model_id"] = manual[0]["model_id"]
+
+
+def _own_true_positives(truth: list[Event], found: list[Event]) -> int:
+    """This test's own matcher: the largest one-to-one matching within the collars, by trying every assignment."""
+
+    def close(r: Event, e: Event) -> bool:
+        return abs(r.start_ms - e.start_ms) <= 200 and abs(r.end_ms - e.end_ms) <= max(200, 0.5 * (r.end_ms - r.start_ms))
+
+    small, large, flip = (truth, found, False) if len(truth) <= len(found) else (found, truth, True)
+    best = 0
+    for chosen in itertools.permutations(range(len(large)), len(small)):
+        best = max(best, sum(close(large[j], small[i]) if flip else close(small[i], large[j]) for i, j in enumerate(chosen)))
+    return best
+
+
+def test_evaluation_compares_the_two_versions_on_held_out_files(trained):
+    """Versions 1 (trained) and 2 (one epoch) of the registered model, scored on a held-out annotated dataset."""
+    client, name = trained["client"], f"dataset-{trained['dataset_id']}"
+    ds = client.post("/api/v1/datasets", json={"name": "held-out", "artifact_types": [{"name": t} for t in ARTIFACT_TYPES]}).json()["id"]
+    truth, uploaded = {}, {}
+    for i in range(N_EVAL_FILES):
+        data, file_name, events = clip_bytes(7000 + i, i)
+        audio_id = upload_dataset_audio(client, ds, data, file_name)
+        truth[audio_id], uploaded[audio_id] = events, (data, file_name)
+    assert all(a["processing_status"] == "ready" for a in wait_ready(client, ds, N_EVAL_FILES))
+    set_id = annotate(client, ds, truth, publish=True)
+    config = {"threshold": 0.5, "merge_window_ms": 200, "min_duration_ms": 20}
+    body = {"models": [f"{name}@1", f"{name}@2"], "data": {"dataset_id": ds, "annotation_set_id": set_id}, "config": {"inference": config}}
+    r = client.post("/api/v1/evaluations", json=body)
+    assert r.status_code == 201, r.text
+    assert [m["model_id"] for m in r.json()["models"]] == [trained["job"]["model_id"], trained["manual_model_id"]]
+
+    def done():
+        e = client.get(f"/api/v1/evaluations/{r.json()['id']}").json()
+        return e if e["status"] in ("completed", "failed") else None
+
+    e = wait_for(done, timeout=600, interval=2, what="evaluation")
+    assert e["status"] == "completed", e
+    rows = client.get(f"/api/v1/evaluations/{e['id']}/files", params={"page_size": 100}).json()["items"]
+    assert len(rows) == 2 * N_EVAL_FILES
+    first, second = (next(m for m in e["results"]["models"] if m["reference"] == f"{name}@{v}")["summary"] for v in (1, 2))
+    print(json.dumps({"v1": first["per_class"], "v2": second["f1_score"], "comparison": e["results"]["comparisons"]}, indent=1))
+    assert first["f1_score"] >= 0.75 and first["f1_score"] > second["f1_score"]
+    (cmp,) = e["results"]["comparisons"]
+    assert cmp["difference"] == pytest.approx(second["f1_score"] - first["f1_score"], abs=1e-3)
+    assert cmp["ci_low"] <= cmp["difference"] <= cmp["ci_high"] and cmp["files"] == N_EVAL_FILES
+
+    # The same files through an inference job with v1 and the same config, scored by this test's own
+    # matcher, give each file's counts exactly; the rows add up to the summary.
+    job = client.post("/api/v1/inference-jobs", json={"model_id": f"{name}@1", "config": config}).json()
+    by_file = {upload_inference_file(client, job["id"], data, file_name): audio_id for audio_id, (data, file_name) in uploaded.items()}
+    job = wait_for(
+        lambda: (lambda j: j if j["processed_files"] == N_EVAL_FILES else None)(client.get(f"/api/v1/inference-jobs/{job['id']}").json()),
+        timeout=300, interval=1, what="inference job",
+    )
+    v1_rows = {x["file_id"]: x["details"]["classes"] for x in rows if x["model"] == f"{name}@1"}
+    totals = dict.fromkeys(ARTIFACT_TYPES, 0)
+    for f in job["files"]:
+        audio_id = by_file[f["id"]]
+        for t in ARTIFACT_TYPES:
+            found = [Event(d["artifact_type"], d["start_ms"], d["end_ms"]) for d in f["detections"] if d["artifact_type"] == t]
+            refs = [ev for ev in truth[audio_id] if ev.artifact_type == t]
+            tp = _own_true_positives(refs, found)
+            counts = v1_rows[audio_id][t]
+            assert (counts["tp"], counts["fp"], counts["fn"]) == (tp, len(found) - tp, len(refs) - tp), (audio_id, t)
+            totals[t] += tp
+    for t in ARTIFACT_TYPES:
+        assert first["per_class"][t]["true_positives"] == totals[t]
+
+    # A promotion gate on production (which names v1): v2 regresses F1 past the bound, so the move is
+    # refused with both figures unless forced with a reason; a version not evaluated on a gate's data
+    # cannot be promoted; rollback is not gated.
+    alias = f"/api/v1/registry/models/{name}/aliases"
+    assert client.get(f"{alias}/production").json()["version"] == 1
+    data = {"dataset_id": ds, "annotation_set_id": set_id}
+    gate = client.put(f"{alias}/production/gate", json={"evaluation_data": data, "metric": "f1", "max_regression": 0.02})
+    assert gate.status_code == 200 and gate.json()["evaluation_data"] == data, gate.text
+    refused = client.put(alias + "/production", json={"version": 2, "reason": "newer"})
+    assert refused.status_code == 409, refused.text
+    assert str(second["f1_score"]) in refused.json()["detail"] and str(first["f1_score"]) in refused.json()["detail"]
+    assert client.put(alias + "/production", json={"version": 2, "force": True}).status_code == 400  # a reason is needed
+    forced = client.put(alias + "/production", json={"version": 2, "force": True, "reason": "accepted: half the latency"})
+    assert forced.status_code == 200 and forced.json()["version"] == 2
+    last = client.get(f"{alias}/production/history").json()["events"][-1]
+    assert (last["version"], last["forced"], last["reason"]) == (2, True, "accepted: half the latency")
+    assert client.post(f"{alias}/production/rollback", json={"reason": "back"}).json()["version"] == 1
+    subset = {**data, "audio_ids": [next(iter(truth))]}
+    assert client.put(f"{alias}/staging/gate", json={"evaluation_data": subset, "metric": "f1", "max_regression": 1}).status_code == 200
+    unevaluated = client.put(alias + "/staging", json={"version": 1, "reason": "first"})
+    assert unevaluated.status_code == 409 and "has not been evaluated" in unevaluated.json()["detail"], unevaluated.text
+    assert client.put(f"{alias}/staging/gate", json={"evaluation_data": data, "metric": "wer", "max_regression": 1}).status_code == 400
+    assert client.delete(f"{alias}/staging/gate").status_code == 204
+    assert client.put(alias + "/staging", json={"version": 1, "reason": "first"}).status_code == 200
 
 
 def test_training_module_refuses_what_the_api_refuses(platform, trained):
@@ -288,14 +384,17 @@ def test_detector_handle_from_another_ray_driver(ray_cluster, trained, tmp_path)
         ray.init(address="{ray_cluster.address_info['address']}")
         handle = serve.get_deployment_handle("Detector", app_name="fathom")
         audio = open("{audio}", "rb").read()
-        result = handle.options(multiplexed_model_id="{trained['job']['model_id']}").detect.remote(
-            audio, config={{"threshold": 0.5}}).result(timeout_s=120)
-        print(json.dumps(result))
+        results = [
+            handle.options(multiplexed_model_id=ref).detect.remote(audio, config={{"threshold": 0.5}}).result(timeout_s=120)
+            for ref in ("{trained['job']['model_id']}", "dataset-{trained['dataset_id']}@1", "dataset-{trained['dataset_id']}@production")
+        ]
+        print(json.dumps(results))
         """
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result, *by_reference = json.loads(out.stdout.strip().splitlines()[-1])
+    assert by_reference == [result, result]  # version 1, by its UUID, its number and the alias that names it
     assert abs(result["duration_ms"] - CLIP_S * 1000) <= 30
     est = [Event(d["artifact_type"], d["start_ms"], d["end_ms"]) for d in result["detections"]]
     assert event_metrics([(events, est)], ARTIFACT_TYPES)["f1_score"] >= 0.6

@@ -49,6 +49,7 @@ from sqlalchemy import select
 from cluster import registry
 from cluster.accounts import create_api_key
 from cluster.db import session_scope
+from cluster.evaluation_tables import Evaluation, EvaluationFile
 from cluster.stt_tables import CustomModel
 from cluster.tables import TrainingJob
 from data_pipelines.audio import encode_audio
@@ -87,6 +88,7 @@ NO_SUCCESS = {
     "GET /blobs/download": "needs a signed URL",
     "PUT /api/v3/custom_models/{model_id}/data": "needs decodable audio",
     "POST /api/v3/stt": "needs decodable audio",
+    "POST /api/v1/evaluations": "needs ready (decoded) audio under a published set, or test pairs",
 }
 
 SEEDED_ODDS = (True, True, True, False)  # a field takes a real value 3 times in 4
@@ -107,6 +109,7 @@ SEEDED_FIELDS = {
     "content_type": ("audio_content_type",),
     "model": ("base_model", "custom_model_key"),  # POST /api/v3/stt
     "language": ("language",),
+    "evaluation_id": ("evaluation_id",),
 }
 
 
@@ -120,6 +123,10 @@ REGISTRY_FIELDS = {
 
 
 def seed_attributes(path: str, field: str) -> tuple[str, ...]:
+    if path.endswith("/gate"):
+        gate_fields = {"alias": ("gated_alias",), "evaluation_data": ("detector_data",), "metric": ("gate_metric",)}
+        if field in gate_fields:
+            return gate_fields[field]
     if path.startswith("/api/v1/registry/models/{name}"):
         return REGISTRY_FIELDS.get(field, ())
     if field == "job_id":
@@ -282,6 +289,43 @@ class Seeds:
             self._call("PUT", f"/api/v1/registry/models/{name}/aliases/production", json={"version": version, "reason": "seeded"})
         return name
 
+    gate_metric = "f1"  # the seeded registered model is a detector
+
+    @property
+    def detector_data(self) -> dict:
+        """Evaluation data of the seeded dataset, as a promotion gate names it."""
+        return {"dataset_id": self.dataset_id, "annotation_set_id": self.set_id}
+
+    @cached_property
+    def gated_alias(self) -> str:
+        """An alias of the seeded registered model with a promotion gate (and no version yet)."""
+        url = self.platform.settings.database_url
+        with session_scope(url) as s:
+            registered = registry.get_registered(s, self.organization_id, self.registered_name)
+            data = {"dataset_id": self.dataset_id, "annotation_set_id": self.set_id}
+            registry.set_gate(s, registered, "gated", evaluation_data=data, metric="f1", max_regression=0.05)
+        return "gated"
+
+    @cached_property
+    def evaluation_id(self) -> str:
+        """A completed evaluation of two detectors on one file (its row written as a run would)."""
+        detector = self.detector_model_id
+        item = {"id": self.audio_id, "filename": "a.wav", "audio_key": "k", "duration_ms": 1000, "events": []}
+        row = {"duration_ms": 1000, "classes": {ARTIFACT: {"tp": 0, "fp": 0, "fn": 0, "false_positives": [], "missed": [],
+                                                         "segments": [0, 0, 0], "sweep": {}}}}
+        with session_scope(self.platform.settings.database_url) as s:
+            evaluation = Evaluation(
+                organization_id=self.organization_id, kind="detector", status="completed", progress=100.0, items=[item],
+                models=[{"reference": detector, "label": detector, "model_id": detector, "target": detector}, {"reference": "fuzz-registry@1", "label": "fuzz-registry@1", "model_id": detector, "target": detector}],
+                data={"dataset_id": self.dataset_id, "annotation_set_id": self.set_id}, config={"artifact_types": [ARTIFACT]},
+            )
+            s.add(evaluation)
+            s.flush()
+            for m in range(2):
+                s.add(EvaluationFile(evaluation_id=evaluation.id, model_index=m, item_id=self.audio_id, filename="a.wav",
+                                     status="completed", score=1.0, row=row))
+            return evaluation.id
+
     @cached_property
     def data_id(self) -> int:
         """Half a second of silence: the model becomes ready (2) but holds too little audio to train."""
@@ -296,6 +340,7 @@ def substitute_seeds(case: schemathesis.Case, seeds: Seeds, draw) -> None:
     body = case.body if isinstance(case.body, dict) else {}
     containers = [case.path_parameters or {}, case.query or {}, body]
     containers += [item for item in body.get("annotations", []) if isinstance(item, dict)]
+    containers += [body[k] for k in ("data", "evaluation_data") if isinstance(body.get(k), dict)]
     for container in containers:
         for field in list(container):
             attributes = seed_attributes(case.operation.path, field)

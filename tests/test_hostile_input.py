@@ -31,6 +31,7 @@ from cluster import registry
 from cluster.accounts import create_api_key
 from cluster.blobs import make_blob_store
 from cluster.db import session_scope, signing_secret
+from cluster.evaluation_tables import Evaluation
 from cluster.tables import TrainingJob
 from data_pipelines.audio import encode_audio
 from serve_app.app import create_api
@@ -169,6 +170,17 @@ def cases(w: SimpleNamespace) -> list[Case]:
         C("GET", al, path=RA, query={"at": "2026-01-01T00:00:00Z"}),
         C("GET", al + "/history", path=RA),
         C("POST", al + "/rollback", path=RA, json={"reason": "r"}),
+        C("PUT", al + "/gate", path=RA, json={"evaluation_data": {"dataset_id": w.dataset, "annotation_set_id": w.set, "audio_ids": [w.audio]},
+                                              "metric": "f1", "max_regression": 0.1}),
+        *[C(m, al + "/gate", path=RA) for m in ("GET", "DELETE")],
+        C("POST", "/api/v1/evaluations", json={
+            "models": [w.detector, f"{w.registered}@1"],
+            "data": {"dataset_id": w.dataset, "annotation_set_id": w.set, "audio_ids": [w.audio]},
+            "config": {"artifact_types": ["glitch"], "boost_terms": ["stent"], "keyterms": ["aspirin"]},
+        }),
+        C("GET", "/api/v1/evaluations/{evaluation_id}", path={"evaluation_id": w.evaluation}),
+        C("GET", "/api/v1/evaluations/{evaluation_id}/files", path={"evaluation_id": w.evaluation},
+          query={"model": w.detector, "sort": "score", "direction": "desc", "format": "json"}),
     ]
 
 
@@ -299,6 +311,13 @@ def world(platform) -> SimpleNamespace:
     with session_scope(platform.settings.database_url) as s:
         registry.add_version(s, registered_id, detector_model_id=detector)
     made(c.put("/api/v1/registry/models/reg/aliases/production", json={"version": 1, "reason": "r"}), 200)
+    with session_scope(platform.settings.database_url) as s:  # a finished evaluation to read
+        evaluation = Evaluation(organization_id=c.org_id, kind="detector", status="completed", progress=100.0,
+                                models=[{"reference": detector, "label": detector, "model_id": detector, "target": detector}] * 2,
+                                data={}, items=[], config={"artifact_types": ["glitch"]})
+        s.add(evaluation)
+        s.flush()
+        evaluation_id = evaluation.id
     blobs = make_blob_store(platform.settings, secret=signing_secret(platform.settings.database_url))
     download = dict(p.split("=", 1) for p in blobs.presigned_get(file["s3_key"], expires_s=600, filename="a.wav")
                     .split("?", 1)[1].split("&"))
@@ -319,6 +338,7 @@ def world(platform) -> SimpleNamespace:
         download_query={k: requests.utils.unquote(v) for k, v in download.items()},
         audio_bytes=_wav(),
         registered="reg",
+        evaluation=evaluation_id,
     )
 
 
@@ -414,6 +434,7 @@ def test_every_string_input_is_swept():
     """Every string input /openapi.json declares is replaced by the sweep (new routes need a case)."""
     dummy = SimpleNamespace(**{k: "x" for k in (
         "dataset", "audio", "set", "detector", "inference_job", "file", "training_job", "key_id", "custom", "registered",
+        "evaluation",
     )}, annotation={}, annotation_id="x", upload_fields={"key": "k", "policy": "p", "signature": "s", "Content-Type": "audio/wav"},
         download_query={"key": "k", "expires": "1", "filename": "a.wav", "signature": "s"}, audio_bytes=b"")
     swept = set()

@@ -32,6 +32,7 @@ from fastapi.routing import iter_route_contexts
 from sqlalchemy import select
 
 from cluster import accounts, registry
+from cluster.evaluation_tables import Evaluation, EvaluationFile
 from cluster.registry_tables import RegisteredModel
 from cluster.accounts import AuthError, authenticate, create_api_key, create_organization, hash_key
 from cluster.blobs import make_blob_store
@@ -331,6 +332,7 @@ PARAM = re.compile(r"{(\w+)(?::\w+)?}")
 ROUTER_MISSES = ("Not Found", "Method Not Allowed")  # the router's own answers: a probe that hit no route
 ID_FIELDS = (
     "dataset", "audio", "set", "annotation", "training_job", "detector", "inference_job", "file", "key_id", "registered", "alias",
+    "evaluation",
 )
 INT_ID_FIELDS = ("custom", "pair", "org_number", "version")  # v3 ids, and a registry version number
 GLOBAL_TABLES = {"instance", "organization_numbers"}
@@ -343,6 +345,8 @@ ORG_LINKS = {
     "training_job_log_entries": ("training_job_id", TrainingJob),
     "rate_limit_counters": ("key_id", ApiKey),
     "model_aliases": ("registered_model_id", RegisteredModel),
+    "alias_gates": ("registered_model_id", RegisteredModel),
+    "evaluation_files": ("evaluation_id", Evaluation),
 }
 BLOB_COLUMNS = ("blob_key", "features_key", "checkpoint_key", "audio_key")
 
@@ -380,7 +384,7 @@ def probes(o: SimpleNamespace, mine: SimpleNamespace, audio: bytes) -> list[Prob
     aset, ann = sets + "/{set_id}", sets + "/{set_id}/annotations/{annotation_id}"
     tj, mdl, ij = "/api/v1/training-jobs/{job_id}", "/api/v1/models/{model_id}", "/api/v1/inference-jobs/{job_id}"
     cm = "/api/v3/custom_models/{model_id}"
-    reg = "/api/v1/registry/models"
+    reg, ev = "/api/v1/registry/models", "/api/v1/evaluations"
     rm, al = reg + "/{name}", reg + "/{name}/aliases/{alias}"
     their_rm = {"name": o.registered}
     their_al = {**their_rm, "alias": o.alias}
@@ -478,7 +482,27 @@ def probes(o: SimpleNamespace, mine: SimpleNamespace, audio: bytes) -> list[Prob
         P("GET", al, their_al, NOT_FOUND),
         P("GET", al + "/history", their_al, NOT_FOUND),
         P("POST", al + "/rollback", their_al, NOT_FOUND, {"json": {}}),
+        *[P("PUT", al + "/gate", p, NOT_FOUND, {"json": {"evaluation_data": d, "metric": "f1", "max_regression": 0.1}}) for p, d in (
+            (their_al, {"dataset_id": mine.dataset, "annotation_set_id": mine.set}),
+            ({"name": mine.registered, "alias": "production"}, {"dataset_id": o.dataset, "annotation_set_id": o.set}),
+            ({"name": mine.registered, "alias": "production"}, {"dataset_id": mine.dataset, "annotation_set_id": mine.set, "audio_ids": [o.audio]}),
+        )],
+        P("GET", al + "/gate", their_al, NOT_FOUND),
+        P("DELETE", al + "/gate", their_al, NOT_FOUND),
         P("POST", "/api/v1/inference-jobs", {}, NOT_FOUND, {"json": {"model_id": f"{o.registered}@{o.version}"}}),
+        # evaluations: theirs, and their models, data and pairs named in mine
+        *[P("POST", ev, {}, NOT_FOUND, {"json": {"models": models, "data": data}}) for models, data in (
+            ([o.detector, f"{o.registered}@{o.version}"], {"dataset_id": mine.dataset, "annotation_set_id": mine.set}),
+            ([mine.detector, f"{o.registered}@{o.alias}"], {"dataset_id": mine.dataset, "annotation_set_id": mine.set}),
+            ([mine.detector, mine.detector_b], {"dataset_id": o.dataset, "annotation_set_id": o.set}),
+            ([mine.detector, mine.detector_b], {"dataset_id": mine.dataset, "annotation_set_id": mine.set, "audio_ids": [o.audio]}),
+            (["general", f"custom_model_{o.custom}"], {"custom_model_id": mine.custom}),
+            (["general", "medical"], {"pair_ids": [o.pair]}),
+            (["general", "medical"], {"custom_model_id": o.custom}),
+        )],
+        P("GET", ev, {}, OWN),
+        P("GET", ev + "/{evaluation_id}", {"evaluation_id": o.evaluation}, NOT_FOUND),
+        P("GET", ev + "/{evaluation_id}/files", {"evaluation_id": o.evaluation}, NOT_FOUND),
     ]
 
 
@@ -509,12 +533,26 @@ def target_resources(platform, org: Client) -> tuple[SimpleNamespace, list[str]]
     with session_scope(platform.settings.database_url) as s:
         version = registry.add_version(s, registered_id, detector_model_id=detector, metrics={"f1_score": 0.5}).version
     ok(org.put(f"/api/v1/registry/models/{registered}/aliases/{alias}", json={"version": version, "reason": f"why {tag}"}), 200)
+    gate = {"evaluation_data": {"dataset_id": dataset, "annotation_set_id": aset}, "metric": "f1", "max_regression": 0.01}
+    ok(org.put(f"/api/v1/registry/models/{registered}/aliases/{alias}/gate", json=gate), 200)
+    with session_scope(platform.settings.database_url) as s:  # a finished evaluation's record: nothing runs
+        item = {"id": audio["audio_id"], "filename": f"their-take-{tag}.wav", "audio_key": audio["key"], "duration_ms": 1000, "events": []}
+        evaluation = Evaluation(
+            organization_id=org.org_id, kind="detector", status="completed", progress=100.0, items=[item],
+            models=[{"reference": detector, "label": f"{registered}@{version}", "model_id": detector, "target": detector}] * 2,
+            data={"dataset_id": dataset, "annotation_set_id": aset}, config={"artifact_types": ["glitch"]},
+        )
+        s.add(evaluation)
+        s.flush()
+        s.add(EvaluationFile(evaluation_id=evaluation.id, model_index=0, item_id=audio["audio_id"], filename=item["filename"],
+                             status="completed", row={"note": f"their row {tag}"}))
+        evaluation_id = evaluation.id
     o = SimpleNamespace(
         dataset=dataset, dataset_name=dataset_name, audio=audio["audio_id"],
         audio_key=audio["key"], set=aset, annotation=note["id"], training_job=training_job, detector=detector,
         inference_job=inference_job, file=file["file_id"], file_key=file["s3_key"], custom=custom["id"],
         custom_name=custom["name"], pair=pair["id"], key_id=key_row_id(platform.settings.database_url, org.key),
-        org_number=custom["organization_id"], registered=registered, alias=alias, version=version,
+        org_number=custom["organization_id"], registered=registered, alias=alias, version=version, evaluation=evaluation_id,
     )
     return o, [tag, org.key[: accounts.PREFIX_CHARS], org.org_id, *(getattr(o, f) for f in ID_FIELDS)]
 
@@ -585,7 +623,11 @@ def test_another_organization_reaches_nothing_on_any_route(platform, org, other_
         set=ok(other_org.post(f"/api/v1/datasets/{my_dataset}/annotation-sets"), 201)["id"],
         inference_job=ok(other_org.post("/api/v1/inference-jobs", json={"model_id": my_detector}), 201)["id"],
         custom=ok(bearer(other_org).post("/api/v3/custom_models", json={"name": "mine", "language": "en"}), 201)["id"],
+        detector=my_detector,
+        detector_b=register_detector(platform.settings, other_org.org_id, ["glitch"]),
+        registered=f"mine-{uuid.uuid4().hex[:6]}",
     )
+    registry.ensure_registered(platform.settings.database_url, other_org.org_id, mine.registered, "detector")
     unknown, back = unknown_twin(theirs)
     audio = wav(0.5)
     walk, twins = probes(theirs, mine, audio), probes(unknown, mine, audio)

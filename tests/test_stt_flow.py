@@ -169,6 +169,18 @@ def test_custom_model_trains_on_ray_and_transcribes_better(platform, org):
     r = c.post("/api/v3/stt", data={"model": f"{name}@9", "language": "en"}, files={"audio_file": test_files[0][:2]})
     assert r.status_code == 404 and r.json()["error_code"] == "MODEL_NOT_FOUND", r.text
 
+    # A Ray handle takes the same references: @2 is version 2's checkpoint, the bare key follows production (v1).
+    from ray import serve
+
+    handle = serve.get_deployment_handle("Transcriber", app_name="fathom")
+    i = next(i for i in range(N_TEST) if normalize_transcript(custom_hyps[i] or "x") != normalize_transcript(base_hyps[i] or "x"))
+    data = test_files[i][1]
+    for model, mine, other in ((f"{name}@2", base_hyps[i], custom_hyps[i]), (name, custom_hyps[i], base_hyps[i]), (f"{name}@production", custom_hyps[i], base_hyps[i])):
+        got = handle.options(multiplexed_model_id=model).transcribe.remote(data).result(timeout_s=120)["text"] or "<empty>"
+        assert got == mine or jiwer.wer(mine or "<empty>", got) < jiwer.wer(other or "<empty>", got), (model, got, mine, other)
+    with pytest.raises(Exception, match="not found"):
+        handle.options(multiplexed_model_id=f"{name}@9").transcribe.remote(data).result(timeout_s=120)
+
 
 def test_transcriber_handle_from_another_ray_driver(platform, ray_cluster):
     """Another Ray app calls the Transcriber deployment through a handle (README example)."""

@@ -1,7 +1,8 @@
 """Detector replicas: many models per replica, windows batched across files and requests.
 
 Callable from HTTP (through the ingress and dispatcher) and from any Ray app; the model is
-named by the multiplexed model id, audio by bytes, samples or a blob key::
+named by the multiplexed model id (its UUID, or a registry reference ``name@3`` /
+``name@production`` when one organization holds the name), audio by bytes, samples or a blob key::
 
     handle = serve.get_deployment_handle("Detector", app_name="fathom")
     result = await handle.options(multiplexed_model_id=model_id).detect.remote(audio_bytes, config={"threshold": 0.5})
@@ -11,11 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from ray import serve
 
+from cluster import registry
 from cluster.db import open_session
 from cluster.tables import DetectorModel
 from data_pipelines.features import compute_features
@@ -34,6 +38,13 @@ DEFAULT_BATCH_WAIT_S = 0.01
 
 __all__ = ["Detector", "ModelUnavailable"]
 
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
 
 
 @serve.deployment(
@@ -57,6 +68,22 @@ class Detector(ModelReplica):
     async def get_model(self, model_id: str) -> LoadedModel:
         return await self.load_model(model_id)
 
+    async def requested_model(self) -> tuple[str, LoadedModel]:
+        """The request's model by its UUID; a registry reference (``name@3``, ``name@production``)
+        is resolved at every request, so a handle follows an alias move at its next call."""
+        ref = serve.get_multiplexed_model_id()
+        if not ref:
+            raise ModelUnavailable("no model named: call through handle.options(multiplexed_model_id=...)")
+        model_id = ref if _is_uuid(ref) else await asyncio.to_thread(self.target, ref)  # a UUID names itself: no lookup
+        return model_id, await self.get_model(model_id)
+
+    def target(self, ref: str) -> str:
+        with open_session(self.settings.database_url) as s:
+            try:
+                return registry.detector_target(s, ref)
+            except registry.RegistryError as e:
+                raise ModelUnavailable(str(e)) from None
+
     def load(self, model_id: str) -> LoadedModel:
         with open_session(self.settings.database_url) as s:
             row = s.get(DetectorModel, model_id)
@@ -67,13 +94,20 @@ class Detector(ModelReplica):
         return LoadedModel(model.to(self.device).eval(), meta)
 
     async def detect(
-        self, audio: bytes | np.ndarray | None = None, *, audio_key: str | None = None, config: dict[str, Any] | None = None
+        self,
+        audio: bytes | np.ndarray | None = None,
+        *,
+        audio_key: str | None = None,
+        config: dict[str, Any] | None = None,
+        sweep: Sequence[float] = (),
     ) -> dict[str, Any]:
         """Detections for one file: encoded bytes (any supported format), 16 kHz mono float32 samples, or a blob key.
 
         Returns ``{"duration_ms", "detections": [{artifact_type, start_ms, end_ms, confidence}]}``
-        through ``train_jobs.detection``, the path training evaluation grades. Raises
-        ``AudioDecodeError`` for unreadable audio and ``ModelUnavailable`` for a bad model id.
+        through ``train_jobs.detection``, the path training evaluation grades; with ``sweep``
+        thresholds also ``"sweep": {"0.3": [detections at threshold 0.3], ...}`` from the same
+        forward pass (evaluations). Raises ``AudioDecodeError`` for unreadable audio and
+        ``ModelUnavailable`` for a bad model id.
         """
         cfg = InferenceConfig.model_validate(config or {})
         _, loaded = await self.requested_model()
@@ -85,8 +119,14 @@ class Detector(ModelReplica):
             chunks = await self._batched(windows)
         else:
             chunks = await asyncio.to_thread(forward_windows, loaded.model, windows, meta.window, device=self.device)
-        events = detections_from_chunks(chunks, features.shape[0], meta.window, meta.artifact_types, cfg, duration_ms)
-        return {"duration_ms": duration_ms, "detections": [detection_dict(e) for e in events]}
+        def decoded(c: InferenceConfig) -> list[dict[str, Any]]:
+            events = detections_from_chunks(chunks, features.shape[0], meta.window, meta.artifact_types, c, duration_ms)
+            return [detection_dict(e) for e in events]
+
+        out: dict[str, Any] = {"duration_ms": duration_ms, "detections": decoded(cfg)}
+        if sweep:
+            out["sweep"] = {f"{t:.1f}": decoded(cfg.model_copy(update={"threshold": float(t)})) for t in sweep}
+        return out
 
     @serve.batch(
         max_batch_size=DEFAULT_MAX_BATCH_SIZE, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_S, max_concurrent_batches=CONCURRENT_BATCHES

@@ -1,8 +1,10 @@
 """Speech-to-text replicas: several models per replica, utterances batched across requests.
 
-Models are multiplexed by reference: a base model by name (``general``, ``medical``, ...)
-or a custom model by its checkpoint's blob key (a new key per training run, so a replica
-never serves a stale model). The multiplexed model id is the only way to name one.
+Models are multiplexed by reference: a base model by name (``general``, ``medical``, ...),
+a custom model as the REST API names it (``custom_model_7``, ``custom_model_7@3``,
+``custom_model_7@production``: resolved per request through the registry) or by its
+checkpoint's blob key. Loaded models are cached by checkpoint (a new key per training run, so
+a replica never serves a stale model). The multiplexed model id is the only way to name one.
 Callable from HTTP (``POST /api/v3/stt``) and from any Ray app::
 
     handle = serve.get_deployment_handle("Transcriber", app_name="fathom")
@@ -21,7 +23,9 @@ from typing import Any
 import numpy as np
 from ray import serve
 
+from cluster import registry
 from cluster.blob_keys import CUSTOM_MODELS_PREFIX
+from cluster.db import open_session
 from schemas.stt import BASE_MODELS
 from serve_app.deployments.replica import LoadedModel, ModelReplica, ModelUnavailable
 from train_jobs.base_models import load_base_model
@@ -60,6 +64,25 @@ class Transcriber(ModelReplica):
     async def get_model(self, ref: str) -> LoadedModel:
         return await self.load_model(ref)
 
+    def target(self, ref: str) -> str:
+        """What a multiplexed model id names now: a base model, a checkpoint key, or a
+        ``custom_model_{id}[@3|@alias]`` reference resolved through the registry (per request,
+        so a handle follows an alias move at its next request)."""
+        with open_session(self.settings.database_url) as s:
+            try:
+                key = registry.stt_checkpoint(s, ref)
+            except registry.RegistryError as e:
+                raise ModelUnavailable(str(e)) from None
+        return ref if key is None else key
+
+    async def requested_model(self) -> tuple[str, LoadedModel]:
+        """The request's model, loaded (and cached) by the checkpoint its reference names now."""
+        ref = serve.get_multiplexed_model_id()
+        if not ref:
+            raise ModelUnavailable("no model named: call through handle.options(multiplexed_model_id=...)")
+        key = ref if ref in BASE_MODELS or ref.startswith(CUSTOM_MODELS_PREFIX) else await asyncio.to_thread(self.target, ref)
+        return key, await self.get_model(key)
+
     def load(self, ref: str) -> LoadedModel:
         if ref in BASE_MODELS:
             model, meta = load_base_model(ref, map_location=str(self.device))
@@ -70,7 +93,9 @@ class Transcriber(ModelReplica):
                 raise ModelUnavailable(f"custom model checkpoint {ref} cannot be read: {e}") from e
             model, meta = load_stt_checkpoint(data, map_location=self.device)
         else:
-            raise ModelUnavailable(f"unknown model reference {ref!r}; use {', '.join(BASE_MODELS)} or a checkpoint key")
+            raise ModelUnavailable(
+                f"unknown model reference {ref!r}; use {', '.join(BASE_MODELS)}, custom_model_{{id}}[@version|@alias] or a checkpoint key"
+            )
         return LoadedModel(model.to(self.device).eval(), meta)
 
     async def transcribe(

@@ -22,6 +22,7 @@ from cluster.registry import RegistryError
 from cluster.registry_tables import ModelVersion, RegisteredModel
 from schemas.auth import CUSTOM_MODELS_READ, CUSTOM_MODELS_WRITE, DETECTION_READ, DETECTION_WRITE
 from schemas.common import Text
+from schemas.evaluations import AliasGatePublic, AliasGateSet
 from schemas.registry import (
     AliasName,
     RegisteredName,
@@ -41,6 +42,7 @@ from schemas.registry import (
 )
 from serve_app.deps import PageDep, SessionDep, check_scope, fetch_window, require
 from serve_app.errors import V1_ROUTE_ERRORS, ApiError, v1_errors
+from serve_app.routes.evaluations import check_data_owned
 
 router = APIRouter(prefix="/api/v1/registry/models", tags=["registry"], responses=v1_errors(*V1_ROUTE_ERRORS))
 
@@ -169,6 +171,10 @@ def get_version(
 def set_alias(name: NamePath, alias: AliasPath, body: AliasSet, session: SessionDep, principal: Writer) -> AliasPublic:
     """Point an alias at a version; with ``expected_version`` only if it still names that version.
 
+    An alias with a promotion gate moves only to a version evaluated on the gate's data that
+    does not regress the gate's metric beyond its bound against the current version (409 with
+    both figures otherwise), unless ``force`` is true and a reason is given.
+
     Serving follows at the next request: v3 transcription resolves the alias per request, v1
     inference jobs when they are created.
     """
@@ -176,7 +182,7 @@ def set_alias(name: NamePath, alias: AliasPath, body: AliasSet, session: Session
     with refusals(session):
         event = registry.set_alias(
             session, model, alias, body.version, reason=body.reason, set_by=principal.key_id,
-            expected_version=body.expected_version, check_expected="expected_version" in body.model_fields_set,
+            expected_version=body.expected_version, check_expected="expected_version" in body.model_fields_set, force=body.force,
         )
     session.commit()
     return AliasPublic(name=model.name, alias=alias, version=event.version, set_at=event.set_at)
@@ -241,3 +247,43 @@ def rollback_alias(
 def _utc(at: datetime) -> datetime:
     """A moment without an offset is UTC."""
     return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
+
+
+def gate_answer(model: RegisteredModel, gate) -> AliasGatePublic:
+    return AliasGatePublic(
+        name=model.name, alias=gate.alias, evaluation_data=gate.evaluation_data, metric=gate.metric,
+        max_regression=gate.max_regression, updated_at=gate.updated_at,
+    )
+
+
+@router.put("/{name}/aliases/{alias}/gate", response_model=AliasGatePublic, responses=v1_errors(400, 404))
+def set_gate(name: NamePath, alias: AliasPath, body: AliasGateSet, session: SessionDep, principal: Writer) -> AliasGatePublic:
+    """Give the alias a promotion gate (or replace it): the data moves are evaluated on, the metric and the largest regression allowed."""
+    model = _owned(session, principal, name, write=True)
+    if body.evaluation_data.kind != model.kind:
+        raise ApiError(400, f"a {model.kind} model is gated on {model.kind} evaluation data", details={"kind": model.kind})
+    check_data_owned(session, principal, body.evaluation_data)
+    with refusals(session):
+        gate = registry.set_gate(
+            session, model, alias, evaluation_data=body.evaluation_data.canonical(), metric=body.metric, max_regression=body.max_regression
+        )
+    session.commit()
+    return gate_answer(model, gate)
+
+
+@router.get("/{name}/aliases/{alias}/gate", response_model=AliasGatePublic, responses=v1_errors(404))
+def get_gate(name: NamePath, alias: AliasPath, session: SessionDep, principal: Reader) -> AliasGatePublic:
+    model = _owned(session, principal, name)
+    gate = registry.get_gate(session, model, alias)
+    if gate is None:
+        raise ApiError(404, f"alias {alias!r} has no promotion gate")
+    return gate_answer(model, gate)
+
+
+@router.delete("/{name}/aliases/{alias}/gate", status_code=204, responses=v1_errors(404))
+def delete_gate(name: NamePath, alias: AliasPath, session: SessionDep, principal: Writer) -> Response:
+    model = _owned(session, principal, name, write=True)
+    with refusals(session):
+        registry.delete_gate(session, model, alias)
+    session.commit()
+    return Response(status_code=204)

@@ -134,16 +134,17 @@ router = APIRouter(
 Transcriber = Annotated[Principal, Depends(require(STT))]
 
 
-def resolve_model(session: Session, principal: Principal, model: str, language: str) -> str:
-    """The deployment's model reference for ``model`` (checkpoint key or base name), after the checks.
+def resolve_model(session: Session, principal: Principal, model: str, language: str | None) -> tuple[str, str]:
+    """(the deployment's model reference: checkpoint key or base name, the version it names), after the checks.
 
     ``custom_model_{id}`` names its ``production`` alias when set, else its latest version;
     ``custom_model_{id}@3`` and ``custom_model_{id}@alias`` name a version, which stays
     servable while the model retrains. Resolved per request, so serving follows an alias move
-    at the next request.
+    at the next request. The version is ``custom_model_{id}@N`` (the key itself for a base
+    model or one trained before the registry); ``language`` None skips the language check.
     """
     if model in BASE_MODELS:
-        return _check_language(model, language, list(LANGUAGES))
+        return _check_language(model, language, list(LANGUAGES)), model
     key, pinned, _ = model.partition("@")
     row = _custom_model(session, principal, key)
     if pinned:
@@ -153,7 +154,7 @@ def resolve_model(session: Session, principal: Principal, model: str, language: 
             raise ApiError(404, f"Model {model!r} not found: {e}", error_code="MODEL_NOT_FOUND", details={"model": model}) from None
         if version is None or version.archived_at is not None or not version.checkpoint_key:
             raise ApiError(404, f"Model {model!r} not found", error_code="MODEL_NOT_FOUND", details={"model": model})
-        return _check_language(version.checkpoint_key, language, [row.language], model)
+        return _check_language(version.checkpoint_key, language, [row.language], model), registry.version_label(session, version)
     if row.training_status != TrainingStatus.SUCCESS or not row.checkpoint_key:
         raise ApiError(
             409,
@@ -163,7 +164,9 @@ def resolve_model(session: Session, principal: Principal, model: str, language: 
         )
     version = registry.resolve(session, principal.organization_id, model, "stt", bare=registry.PRODUCTION)
     # A model trained before the registry existed has no version yet: its own checkpoint serves.
-    return _check_language(version.checkpoint_key if version else row.checkpoint_key, language, [row.language], model)
+    if version is None:
+        return _check_language(row.checkpoint_key, language, [row.language], model), key
+    return _check_language(version.checkpoint_key, language, [row.language], model), registry.version_label(session, version)
 
 
 def _custom_model(session: Session, principal: Principal, key: str) -> CustomModel:
@@ -184,8 +187,8 @@ def _custom_model(session: Session, principal: Principal, key: str) -> CustomMod
     return row
 
 
-def _check_language(ref: str, language: str, supported: list[str], model: str | None = None) -> str:
-    if language not in supported:
+def _check_language(ref: str, language: str | None, supported: list[str], model: str | None = None) -> str:
+    if language is not None and language not in supported:
         raise ApiError(
             400,
             f"Language {language!r} is not supported by model {model or ref}; supported: {supported}",
@@ -227,7 +230,7 @@ async def transcribe(
     boost_terms: Annotated[Text | None, Form(max_length=20_000, description="Comma-separated terms to favour.")] = None,
 ) -> Transcription:
     """Transcribe one file: text, word timings (seconds) and confidences."""
-    ref = await run_in_threadpool(resolve_model, session, principal, model, language)
+    ref, _ = await run_in_threadpool(resolve_model, session, principal, model, language)
     await run_in_threadpool(session.commit)  # hand the connection back to the pool while the transcriber works
     terms = parse_boost_terms(boost_terms)
     data = await run_in_threadpool(audio_upload_bytes, audio_file, settings)
