@@ -52,8 +52,8 @@ class LocalPlatform:
     overrides: dict[str, Any]  # for AppArgs(settings=...)
 
 
-def start_local_platform(**overrides: Any) -> LocalPlatform:
-    """A fresh local Fathom to measure (the app itself is deployed by the caller): Ray on every CPU,
+def start_local_platform(*, num_cpus: int | None = None, **overrides: Any) -> LocalPlatform:
+    """A fresh local Fathom to measure (the app itself is deployed by the caller): Ray on every CPU (or ``num_cpus``),
     Serve HTTP on a free port, SQLite and blobs in a temporary directory, one organization and key."""
     import os
     import tempfile
@@ -70,7 +70,7 @@ def start_local_platform(**overrides: Any) -> LocalPlatform:
     overrides = {"data_dir": tempfile.mkdtemp(prefix="fathom-bench-"), "http_port": port, "use_gpu": None, **overrides}
     settings = Settings(**overrides)
     os.environ.update(settings.to_env())
-    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     init_schema(settings.database_url)
     with session_scope(settings.database_url) as s:

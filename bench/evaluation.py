@@ -14,6 +14,7 @@ Prints a table and writes bench/results/evaluation.json.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -38,7 +39,8 @@ def main() -> None:
     from serve_app.app import APP_NAME, AppArgs, build_app
     from tests.factories import Client, annotate, register_detector, upload_dataset_audio, wait_for
 
-    local = start_local_platform()
+    # The replicas hold a CPU each; two more logical CPUs let Ray Data preprocess the uploads beside them.
+    local = start_local_platform(num_cpus=(os.cpu_count() or 2) + 2)
     serve.run(build_app(AppArgs(settings=local.overrides)), name=APP_NAME, route_prefix="/")
     c = Client(local.base_url, local.key, org_id=local.organization_id)
     types = list(ARTIFACT_TYPES)
