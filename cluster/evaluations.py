@@ -82,6 +82,7 @@ def record_file(
     attempt: int,
     *,
     lease_s: float,
+    total: int,
     model_index: int,
     item: dict[str, Any],
     row: dict[str, Any] | None = None,
@@ -89,13 +90,17 @@ def record_file(
     errors: int = 0,
     error: str | None = None,
 ) -> bool:
-    """Write one (model, file) row, advance progress and renew the lease; False when the claim was lost."""
+    """Write one (model, file) row, advance progress by its share of ``total`` rows and renew the lease.
+
+    False when the claim was lost. The row and its progress are one transaction, so a row
+    already written (by an earlier run of the claim) is neither doubled nor counted twice.
+    """
     with session_scope(url) as s:
         # The first statement is the claim's own write: it takes the row lock before any read.
         held = s.execute(
             update(Evaluation)
             .where(_holds(evaluation_id, attempt))
-            .values(lease_until=utcnow() + timedelta(seconds=lease_s))
+            .values(lease_until=utcnow() + timedelta(seconds=lease_s), progress=Evaluation.progress + 100.0 / max(1, total))
             .execution_options(synchronize_session=False)
         ).rowcount
         if not held:
@@ -117,16 +122,6 @@ def record_file(
             s.flush()
         except IntegrityError:  # written by this claim's earlier attempt: already counted
             s.rollback()
-            return True
-        done = s.scalar(select(func.count()).select_from(EvaluationFile).where(EvaluationFile.evaluation_id == evaluation_id))
-        models, items = s.execute(select(Evaluation.models, Evaluation.items).where(Evaluation.id == evaluation_id)).one()
-        total = max(1, len(models) * len(items))
-        s.execute(
-            update(Evaluation)
-            .where(Evaluation.id == evaluation_id)
-            .values(progress=round(min(99.9, 100.0 * done / total), 1))
-            .execution_options(synchronize_session=False)
-        )
     return True
 
 
@@ -175,17 +170,20 @@ def file_rows(session: Session, evaluation_id: str) -> list[EvaluationFile]:
 def latest_scores(
     session: Session, organization_id: str, data: dict[str, Any], label: str
 ) -> tuple[str, dict[str, Any]] | None:
-    """(evaluation id, that model's summary) of the newest completed evaluation on ``data`` that scored ``label``."""
-    rows = session.scalars(
-        select(Evaluation)
+    """(evaluation id, that model's summary) of the newest completed evaluation on ``data`` that scored ``label``.
+
+    Reads the 200 newest completed evaluations' ids, data and results only (never their items).
+    """
+    rows = session.execute(
+        select(Evaluation.id, Evaluation.data, Evaluation.models, Evaluation.results)
         .where(Evaluation.organization_id == organization_id, Evaluation.status == "completed")
         .order_by(Evaluation.finished_at.desc())
         .limit(200)
     )
-    for row in rows:
-        if row.data != data or not row.results:
+    for evaluation_id, evaluated, models, results in rows:
+        if evaluated != data or not results:
             continue
-        for model, result in zip(row.models, row.results["models"]):
+        for model, result in zip(models, results["models"]):
             if model["label"] == label and result.get("summary"):
-                return row.id, result["summary"]
+                return evaluation_id, result["summary"]
     return None

@@ -475,18 +475,21 @@ def version_label(session: Session, version: ModelVersion) -> str:
 
 
 def resolve_detector(session: Session, organization_id: str, reference: str) -> tuple[str, str | None]:
-    """(v1 model UUID, ``name@version`` or None) for a v1 ``model_id``: a UUID or ``name@3`` / ``name@alias``."""
-    if "@" not in reference:
-        version = session.scalar(
-            select(ModelVersion)
-            .where(ModelVersion.organization_id == organization_id, ModelVersion.detector_model_id == reference)
-            .limit(1)
-        )
-        return reference, version_label(session, version) if version is not None else None
-    version = resolve(session, organization_id, reference, "detector")
-    if version is None or version.detector_model_id is None:
-        raise RegistryError(404, "Model not found", reference=reference)
-    return version.detector_model_id, version_label(session, version)
+    """(v1 model UUID, ``name@version`` or None) of a detector reference: a UUID, ``name@3``,
+    ``name@alias``, or a bare registered name (its ``production`` alias, else its latest version)."""
+    try:
+        model_id = str(uuid.UUID(reference))
+    except ValueError:
+        version = resolve(session, organization_id, reference, "detector", bare=PRODUCTION)
+        if version is None or version.detector_model_id is None:
+            raise RegistryError(404, "Model not found", reference=reference) from None
+        return version.detector_model_id, version_label(session, version)
+    version = session.scalar(
+        select(ModelVersion)
+        .where(ModelVersion.organization_id == organization_id, ModelVersion.detector_model_id == model_id)
+        .limit(1)
+    )
+    return model_id, version_label(session, version) if version is not None else None
 
 
 def stt_checkpoint(session: Session, reference: str) -> str | None:
@@ -532,7 +535,4 @@ def detector_target(session: Session, reference: str) -> str:
     if len(owners) != 1:
         why = "not found" if not owners else "held by several organizations; name the model by its UUID"
         raise RegistryError(404, f"registered detector {name!r} {why}", model=reference)
-    version = resolve(session, owners[0], reference, "detector", bare=PRODUCTION)
-    if version is None or version.detector_model_id is None:
-        raise RegistryError(404, f"{reference} has no version", model=reference)
-    return version.detector_model_id
+    return resolve_detector(session, owners[0], reference)[0]

@@ -68,7 +68,8 @@ class EvaluationRunner:
                     return
                 fields = await self._score(kind, models[m], item, config)
                 if not await asyncio.to_thread(
-                    evaluations.record_file, url, evaluation_id, attempt, lease_s=self.lease_s, model_index=m, item=item, **fields
+                    evaluations.record_file, url, evaluation_id, attempt, lease_s=self.lease_s, total=len(models) * len(items),
+                    model_index=m, item=item, **fields,
                 ):
                     lost.set()
 

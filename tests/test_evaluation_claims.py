@@ -59,18 +59,19 @@ def test_racing_claims_have_one_winner(queued):
 def test_a_claim_that_lost_its_lease_writes_nothing_and_the_next_goes_on_from_the_rows(queued):
     url, evaluation_id = queued
     assert evaluations.claim(url, lease_s=60, max_attempts=3) == (evaluation_id, 1)
-    assert evaluations.record_file(url, evaluation_id, 1, lease_s=60, model_index=0, item=ITEMS[0], row={"x": 1}, score=10.0)
+    assert evaluations.record_file(url, evaluation_id, 1, lease_s=60, total=6, model_index=0, item=ITEMS[0], row={"x": 1}, score=10.0)
     assert _row(url, evaluation_id).progress == pytest.approx(100 / 6, abs=0.1)
     with session_scope(url) as s:  # the replica died: its lease runs out
         s.execute(update(Evaluation).where(Evaluation.id == evaluation_id).values(lease_until=utcnow()))
     assert evaluations.claim(url, lease_s=60, max_attempts=3) == (evaluation_id, 2)
-    assert not evaluations.record_file(url, evaluation_id, 1, lease_s=60, model_index=1, item=ITEMS[0], row={})
+    assert not evaluations.record_file(url, evaluation_id, 1, lease_s=60, total=6, model_index=1, item=ITEMS[0], row={})
     assert not evaluations.finish(url, evaluation_id, 1, {"metric": "word_error_rate", "models": [], "comparisons": []})
     assert evaluations.written(url, evaluation_id) == {(0, "f0")}
     # the same row written again by the new claim is already counted, not doubled
-    assert evaluations.record_file(url, evaluation_id, 2, lease_s=60, model_index=0, item=ITEMS[0], row={"x": 2})
+    assert evaluations.record_file(url, evaluation_id, 2, lease_s=60, total=6, model_index=0, item=ITEMS[0], row={"x": 2})
     with open_session(url) as s:
         assert s.scalar(select(EvaluationFile.row).where(EvaluationFile.evaluation_id == evaluation_id)) == {"x": 1}
+    assert _row(url, evaluation_id).progress == pytest.approx(100 / 6, abs=0.1)  # nor counted twice
     assert evaluations.finish(url, evaluation_id, 2, {"metric": "word_error_rate", "models": [], "comparisons": []})
     done = _row(url, evaluation_id)
     assert (done.status, done.progress, done.lease_until) == ("completed", 100.0, None)

@@ -82,13 +82,6 @@ def _scores(tp: int, fp: int, fn: int) -> dict:
     return {"precision": round(p, 4), "recall": round(r, 4), "f1_score": round(f, 4)}
 
 
-def detector_f1(rows: Sequence[dict], artifact_types: Sequence[str]) -> float:
-    """Overall (micro) event-based F1 of rows: the detectors' headline metric."""
-    counts = _counts(rows, artifact_types).values()
-    tp, fp, fn = (sum(c[i] for c in counts) for i in range(3))
-    return ratios(tp, tp + fn, tp + fp)[2]
-
-
 def detector_summary(rows: Sequence[dict], artifact_types: Sequence[str]) -> dict:
     """Overall and per-class event-based and segment-based figures, the threshold sweep and the best threshold per class."""
     events = _counts(rows, artifact_types)

@@ -68,16 +68,11 @@ class Detector(ModelReplica):
     async def get_model(self, model_id: str) -> LoadedModel:
         return await self.load_model(model_id)
 
-    async def requested_model(self) -> tuple[str, LoadedModel]:
-        """The request's model by its UUID; a registry reference (``name@3``, ``name@production``)
-        is resolved at every request, so a handle follows an alias move at its next call."""
-        ref = serve.get_multiplexed_model_id()
-        if not ref:
-            raise ModelUnavailable("no model named: call through handle.options(multiplexed_model_id=...)")
-        model_id = ref if _is_uuid(ref) else await asyncio.to_thread(self.target, ref)  # a UUID names itself: no lookup
-        return model_id, await self.get_model(model_id)
+    def is_target(self, ref: str) -> bool:
+        return _is_uuid(ref)  # a model UUID names itself
 
     def target(self, ref: str) -> str:
+        """A registry reference (``name@3``, ``name@production``) as the v1 model UUID it names now."""
         with open_session(self.settings.database_url) as s:
             try:
                 return registry.detector_target(s, ref)

@@ -48,7 +48,8 @@ class ModelReplica:
 
     A subclass declares ``get_model`` under ``@serve.multiplexed`` (delegating to
     ``load_model``), its batch handler as ``_batched`` under ``@serve.batch``, implements
-    ``load(ref)``, and sets the batching defaults below.
+    ``load(ref)``, and sets the batching defaults below; ``is_target`` / ``target`` resolve
+    references that are not cache keys (registry names).
     """
 
     default_max_batch_size: ClassVar[int]
@@ -74,12 +75,24 @@ class ModelReplica:
     async def load_model(self, ref: str) -> LoadedModel:
         return await asyncio.to_thread(self.load, ref)
 
+    def is_target(self, ref: str) -> bool:
+        """Whether ``ref`` already names what models are cached by (no lookup needed)."""
+        return True
+
+    def target(self, ref: str) -> str:
+        """What a reference names now (a subclass resolves registry references; blocking, run in a thread)."""
+        return ref
+
     async def requested_model(self) -> tuple[str, LoadedModel]:
-        """The request's multiplexed model id and its loaded model; a bad id fails this request alone."""
+        """The request's model, loaded (and cached) by what its multiplexed id names now; a bad id fails this request alone.
+
+        Resolved at every request, so a handle naming an alias follows its moves at the next call.
+        """
         ref = serve.get_multiplexed_model_id()
         if not ref:
             raise ModelUnavailable("no model named: call through handle.options(multiplexed_model_id=...)")
-        return ref, await self.get_model(ref)  # type: ignore[attr-defined]
+        key = ref if self.is_target(ref) else await asyncio.to_thread(self.target, ref)
+        return key, await self.get_model(key)  # type: ignore[attr-defined]
 
     async def read_audio(self, audio: bytes | np.ndarray | None, audio_key: str | None) -> tuple[np.ndarray, int]:
         """(16 kHz mono float32 waveform, duration in ms) of exactly one of ``audio`` or ``audio_key``.

@@ -64,6 +64,9 @@ class Transcriber(ModelReplica):
     async def get_model(self, ref: str) -> LoadedModel:
         return await self.load_model(ref)
 
+    def is_target(self, ref: str) -> bool:
+        return ref in BASE_MODELS or ref.startswith(CUSTOM_MODELS_PREFIX)
+
     def target(self, ref: str) -> str:
         """What a multiplexed model id names now: a base model, a checkpoint key, or a
         ``custom_model_{id}[@3|@alias]`` reference resolved through the registry (per request,
@@ -74,14 +77,6 @@ class Transcriber(ModelReplica):
             except registry.RegistryError as e:
                 raise ModelUnavailable(str(e)) from None
         return ref if key is None else key
-
-    async def requested_model(self) -> tuple[str, LoadedModel]:
-        """The request's model, loaded (and cached) by the checkpoint its reference names now."""
-        ref = serve.get_multiplexed_model_id()
-        if not ref:
-            raise ModelUnavailable("no model named: call through handle.options(multiplexed_model_id=...)")
-        key = ref if ref in BASE_MODELS or ref.startswith(CUSTOM_MODELS_PREFIX) else await asyncio.to_thread(self.target, ref)
-        return key, await self.get_model(key)
 
     def load(self, ref: str) -> LoadedModel:
         if ref in BASE_MODELS:

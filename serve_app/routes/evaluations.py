@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Response
@@ -58,19 +57,9 @@ def _detector_model(session: Session, principal: Principal, reference: str) -> d
     """A v1 UUID, name@3 / name@alias, or a bare registered name (its production alias, else its latest version)."""
     org = principal.organization_id
     try:
-        uuid.UUID(reference)
         model_id, label = registry.resolve_detector(session, org, reference)
-    except ValueError:
-        try:
-            if "@" in reference:
-                model_id, label = registry.resolve_detector(session, org, reference)
-            else:
-                version = registry.resolve(session, org, reference, "detector", bare=registry.PRODUCTION)
-                if version is None or version.detector_model_id is None:
-                    raise RegistryError(404, "not found")
-                model_id, label = version.detector_model_id, registry.version_label(session, version)
-        except RegistryError:
-            raise ApiError(404, f"Model {reference!r} not found", details={"model": reference}) from None
+    except RegistryError:
+        raise ApiError(404, f"Model {reference!r} not found", details={"model": reference}) from None
     row = session.get(DetectorModel, model_id)
     if row is None or row.organization_id != org:
         raise ApiError(404, f"Model {reference!r} not found", details={"model": reference})
@@ -190,7 +179,7 @@ def evaluation_answer(row: Evaluation) -> EvaluationPublic:
         id=row.id,
         kind=row.kind,
         status=row.status,
-        progress=row.progress,
+        progress=round(min(row.progress, 100.0 if row.status == "completed" else 99.9), 1),
         models=[EvaluatedModel(reference=m["reference"], label=m["label"], model_id=m["model_id"]) for m in row.models],
         data=row.data,
         config=row.config,
