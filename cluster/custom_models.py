@@ -23,6 +23,7 @@ from cluster.blob_keys import custom_checkpoint_key, pair_audio_key
 from cluster.db import session_scope
 from cluster import registry
 from cluster.launcher import LaunchError, ended_ray_job, jobs_client, launch_run, ray_job_id_for
+from cluster.outbox import record_event
 from cluster.stt_tables import CustomModel, TrainingDataPair, TrainingLogEntry
 from cluster.tables import Organization, utcnow
 from schemas.augmentation import Augmentation
@@ -283,7 +284,20 @@ def _fail_where_running(session: Session, model_id: int, error: str, *conditions
     ).rowcount
     if changed:
         add_log(session, model_id, error[:MAX_ERROR_CHARS], level="error")
+        _record_end(session, session.get(CustomModel, model_id), error[:MAX_ERROR_CHARS])
     return bool(changed)
+
+
+def _record_end(session: Session, model: CustomModel, error: str | None, version: int | None = None,
+                metrics: dict[str, Any] | None = None) -> None:
+    """``custom_model.training_succeeded|training_failed``, in the transaction that ends the run."""
+    summary = {k: v for k, v in (metrics or {}).items() if k in ("word_error_rate", "character_error_rate") and isinstance(v, (int, float))}
+    record_event(
+        session, model.organization_id, "custom_model.training_failed" if error else "custom_model.training_succeeded", str(model.id),
+        ids={"custom_model_id": model.id, "training_run": model.training_runs, "version": version, "model_name": registry.stt_name(model.id)},
+        status="failed" if error else "succeeded", error=error, summary=summary,
+        links={"custom_model": f"/api/v3/custom_models/{model.id}", "log": f"/api/v3/custom_models/{model.id}/log"},
+    )
 
 
 # --- called by the training job -------------------------------------------------------------------
@@ -391,6 +405,7 @@ def complete(url: str, model_id: int, *, checkpoint_key: str, training_metrics: 
         add_log(
             s, model_id, "Training completed" + (f" - Final WER: {wer:.1f}%" if isinstance(wer, (int, float)) else "")
         )
+        _record_end(s, model, None, version.version, training_metrics)
         return version.version
 
 

@@ -143,9 +143,12 @@ def _end(url: str, evaluation_id: str, attempt: int | None, values: dict[str, An
         ).rowcount
         if won:
             row = s.get(Evaluation, evaluation_id)
+            link = f"/api/v1/evaluations/{evaluation_id}"
             record_event(
                 s, row.organization_id, event, evaluation_id,
-                {"evaluation_id": evaluation_id, "status": row.status, "kind": row.kind, "error_message": row.error_message},
+                ids={"evaluation_id": evaluation_id}, status=row.status, error=row.error_message,
+                summary={"kind": row.kind, "models": [m.get("label") for m in row.models], "files": len(row.items)},
+                links={"evaluation": link, "files": f"{link}/files"},
             )
     return bool(won)
 

@@ -20,6 +20,7 @@ from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
 from cluster.db import session_scope
+from cluster.outbox import record_event
 from cluster.tables import DetectorModel, InferenceFile, InferenceJob, utcnow
 
 JOB_ENDED = ("failed", "cancelled")  # no file, result or refresh moves a job out of these
@@ -110,13 +111,33 @@ def refresh_job(session: Session, job_id: str) -> InferenceJob | None:
     job = lock_job(session, job_id)
     if job is None or job.status in JOB_ENDED:
         return job
-    status = derive_status(job_counts(session, [job_id])[job_id])
+    counts = job_counts(session, [job_id])[job_id]
+    status = derive_status(counts)
     if status != job.status:
         job.status = status
         job.completed_at = utcnow() if status == "completed" else None
+        if status == "completed":
+            record_job_end(session, job, counts)
     job.error_message = None  # only a failed job carries one
     session.flush()
     return job
+
+
+def record_job_end(session: Session, job: InferenceJob, counts: JobCounts | None = None) -> None:
+    """``inference_job.completed|failed|cancelled``, in the transaction that moves the job there.
+
+    A job that completes, takes a new file and completes again sends ``completed`` each time.
+    """
+    session.flush()
+    counts = counts or job_counts(session, [job.id])[job.id]
+    link = f"/api/v1/inference-jobs/{job.id}"
+    record_event(
+        session, job.organization_id, f"inference_job.{job.status}", job.id,
+        ids={"inference_job_id": job.id, "model_id": job.model_id, "model_version": job.model_version}, status=job.status, error=job.error_message,
+        summary={"total_files": counts.total_files, "processed_files": counts.processed_files,
+                 "failed_files": counts.failed_files, "total_detections": counts.total_detections},
+        links={"inference_job": link},
+    )
 
 
 def file_refusal(session: Session, job: InferenceJob) -> str | None:
@@ -210,6 +231,7 @@ def fail_job(session: Session, job_id: str, message: str) -> bool:
     ).rowcount
     if won:
         _fail_files(session, job_id, ("pending", "queued", "processing"), message[:2000])
+        record_job_end(session, lock_job(session, job_id))
     return bool(won)
 
 
@@ -231,4 +253,5 @@ def cancel_job(session: Session, job_id: str) -> bool:
     ).rowcount
     if won:
         _fail_files(session, job_id, ("pending", "queued"), CANCELLED_MESSAGE)
+        record_job_end(session, lock_job(session, job_id))
     return bool(won)

@@ -188,12 +188,18 @@ def stop_all(signals: StopSignals, head: subprocess.Popen | None, settings: Sett
         say(f"Fathom stopped ({time.monotonic() - started:.1f}s)")
 
 
+# make run serves one machine: webhooks may reach receivers on it (a deployment allows neither).
+LOCAL_DEFAULTS = {"FATHOM_WEBHOOK_ALLOW_HTTP": "true", "FATHOM_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128"}
+
+
 def main() -> int:
     signals = StopSignals()
     head = None
     settings = None
     try:
         signals.install()  # before anything starts: every later moment has an orderly stop
+        for name, value in LOCAL_DEFAULTS.items():
+            os.environ.setdefault(name, value)
         settings = Settings()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         os.environ.update(settings.to_env())

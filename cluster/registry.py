@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
@@ -220,10 +221,13 @@ def _record(session: Session, registered: RegisteredModel, alias: str, action: s
     )
     session.add(event)
     session.flush()
+    base = f"/api/v1/registry/models/{quote(registered.name, safe='')}"
     record_event(
-        session, registered.organization_id, "model.alias_moved", f"{registered.name}@{alias}",
-        {"name": registered.name, "alias": alias, "action": action, "version": version, "previous_version": previous,
-         "reason": reason, "forced": forced, "alias_event_id": event.id},
+        session, registered.organization_id, "model.alias_changed", f"{registered.name}@{alias}",
+        ids={"registered_model": registered.name, "kind": registered.kind, "alias": alias, "version": version,
+             "previous_version": previous, "alias_event_id": event.id},
+        status=action, summary={"reason": reason, "forced": forced, "set_by": set_by},
+        links={"alias": f"{base}/aliases/{alias}", "history": f"{base}/aliases/{alias}/history"},
     )
     return event
 

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from cluster import registry
 from cluster.db import session_scope
 from cluster.launcher import LaunchError, ended_ray_job, jobs_client, launch_run, ray_job_id_for
+from cluster.outbox import record_event
 from cluster.tables import Annotation, AnnotationSet, AudioFile, Dataset, DetectorModel, TrainingJob, TrainingJobLogEntry, utcnow
 from schemas.common import LOG_LEVELS, progress_percent
 from schemas.training import ACTIVE_TRAINING, TrainingConfig
@@ -123,7 +124,24 @@ def end_job(session: Session, job_id: str, status: str, message: str) -> bool:
     ).rowcount
     if changed:
         add_log(session, job_id, f"{status}: {message}", "error" if status == "failed" else "warning")
+        _record_end(session, session.get(TrainingJob, job_id), status, message)
     return bool(changed)
+
+
+def _record_end(session: Session, job: TrainingJob, status: str, error: str | None) -> None:
+    """``training_job.succeeded|failed|cancelled``, in the transaction that ends the job."""
+    link = f"/api/v1/training-jobs/{job.id}"
+    links = {"training_job": link, "logs": f"{link}/logs"}
+    summary: dict[str, Any] = {}
+    if job.model_id:
+        links["model"] = f"/api/v1/models/{job.model_id}"
+        metrics = job.metrics or {}
+        summary = {k: metrics[k] for k in ("event_f1", "event_precision", "event_recall") if isinstance(metrics.get(k), (int, float))}
+    record_event(
+        session, job.organization_id, f"training_job.{'succeeded' if status == 'completed' else status}", job.id,
+        ids={"training_job_id": job.id, "dataset_id": job.dataset_id, "annotation_set_id": job.annotation_set_id, "model_id": job.model_id},
+        status=status, error=error, summary=summary, links=links,
+    )
 
 
 def launch_detector_training(session: Session, settings: Settings, job: TrainingJob) -> None:
@@ -227,6 +245,7 @@ def complete_with_model(url: str, job_id: str, model: DetectorModel, metrics: di
         job.status, job.progress, job.completed_at = "completed", 100.0, utcnow()
         job.metrics = metrics
         add_log(s, job_id, f"completed: model {model.id} registered as {name}@{version.version}")
+        _record_end(s, job, "completed", None)
         return model.id
 
 

@@ -70,6 +70,21 @@ class Settings(BaseSettings):
     max_attempts: int = 5
     preprocess_max_files: int = 256  # dataset files grouped into one Ray Data run
 
+    # --- webhooks --------------------------------------------------------------------------
+    # Delay before each retry after a failed attempt (Standard Webhooks' schedule: immediately, 5 s,
+    # 5 min, 30 min, 2 h, 5 h, 10 h, 10 h); one attempt more than delays, each delay jittered.
+    webhook_retry_schedule_s: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0]
+    )
+    webhook_retry_jitter: float = Field(0.1, ge=0, le=0.5)  # each delay +- this fraction
+    webhook_timeout_s: float = Field(15.0, gt=0)  # one delivery attempt, connect to last byte
+    webhook_lease_s: float = Field(60.0, gt=0)  # a claimed delivery not recorded by then is sent again
+    webhook_disable_after_s: float = Field(5 * 86400.0, gt=0)  # an endpoint failing this long is disabled
+    webhook_allow_http: bool = False  # plain http:// endpoint URLs (tests, make run)
+    # Networks endpoints may resolve into although private, loopback or link-local (e.g. 127.0.0.0/8);
+    # comma-separated in the environment. Empty: public addresses only.
+    webhook_allowed_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     # --- v3 custom STT -----------------------------------------------------------------------
     stt_min_training_hours: float = Field(5.0, ge=0)  # train-split audio needed by POST .../run
     stt_finetune_epochs: int = Field(15, ge=1, le=100)  # epochs of one custom-model training run
@@ -90,6 +105,30 @@ class Settings(BaseSettings):
     # Each key's limit in every bucket: this share of its organization's (at least 1); below 1 no key
     # can spend the whole organization's window.
     stt_rate_key_share: float = Field(1.0, gt=0, le=1)
+
+    @field_validator("webhook_retry_schedule_s", "webhook_allowed_networks", mode="before")
+    @classmethod
+    def _split_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = json.loads(value) if value.lstrip().startswith("[") else [v for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("webhook_retry_schedule_s")
+    @classmethod
+    def _check_schedule(cls, delays: list[float]) -> list[float]:
+        if any(d < 0 for d in delays):
+            raise ValueError("webhook retry delays must be >= 0 seconds")
+        return delays
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _check_networks(cls, networks: list[str]) -> list[str]:
+        import ipaddress
+
+        try:
+            return [str(ipaddress.ip_network(n.strip(), strict=False)) for n in networks]
+        except ValueError as e:
+            raise ValueError(f"webhook_allowed_networks: {e}") from None
 
     @field_validator("cors_allowed_origins", mode="before")
     @classmethod
@@ -139,6 +178,6 @@ class Settings(BaseSettings):
             if isinstance(field, SecretStr):
                 value = field.get_secret_value()
             if isinstance(value, list):
-                value = ",".join(value)
+                value = ",".join(str(v) for v in value)
             env[f"FATHOM_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
         return env

@@ -43,6 +43,7 @@ from serve_app.routes import (
     registry,
     stt,
     training_jobs,
+    webhooks,
 )
 
 log = logging.getLogger("fathom.app")
@@ -92,7 +93,7 @@ def create_api(settings: Settings | None = None) -> FastAPI:
             allow_headers=CORS_HEADERS,
             expose_headers=[*RATE_HEADERS, "Retry-After"],
         )
-    for module in (health, api_keys, datasets, dataset_audio, annotations, training_jobs, models, inference_jobs, blobs, registry, evaluations):
+    for module in (health, api_keys, datasets, dataset_audio, annotations, training_jobs, models, inference_jobs, blobs, registry, evaluations, webhooks):
         app.include_router(module.router)
     app.include_router(custom_models.router)
     app.include_router(stt.router)

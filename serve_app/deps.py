@@ -102,6 +102,22 @@ def require(scope: str):
     return _check
 
 
+def require_any(*scopes: str):
+    """Dependency factory: the key must carry one of ``scopes`` (403 naming them otherwise)."""
+
+    def _check(principal: PrincipalDep) -> Principal:
+        if not any(principal.allows(scope) for scope in scopes):
+            raise ApiError(
+                403,
+                f"API key lacks one of the scopes {', '.join(repr(s) for s in scopes)}",
+                error_code="INSUFFICIENT_SCOPE",
+                details={"required_scopes": list(scopes), "key_scopes": sorted(principal.scopes)},
+            )
+        return principal
+
+    return _check
+
+
 def fetch_window(session: Session, query: Select, order_by: tuple[Any, ...], offset: int, limit: int) -> tuple[list[Any], int]:
     """(rows ``offset`` .. ``offset + limit`` of ``query`` in ``order_by``, total rows): both API shapes page with it."""
     total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))

@@ -4,6 +4,7 @@ One replica runs these loops:
 - inference files: claim queued files (leased), call the Detector deployment, record results;
 - evaluations: claim one at a time (leased) and run it on the Detector or Transcriber
   deployment (``serve_app.evaluator``);
+- webhooks: claim due deliveries (leased) and send them (``serve_app.webhook_delivery``);
 - dataset audio: claim confirmed files in groups and run one Ray Data preprocessing run per group;
 - training jobs and custom speech models: reconcile records with their Ray Jobs (a driver that
   died leaves nothing ``running``); uploads never confirmed expire (``cluster.pending_uploads``).
@@ -36,6 +37,7 @@ from cluster.tables import DetectorModel, InferenceFile, InferenceJob
 from data_pipelines.audio import AudioDecodeError
 from serve_app.deployments.replica import ModelUnavailable
 from serve_app.evaluator import EvaluationRunner
+from serve_app.webhook_delivery import WebhookSender
 
 log = logging.getLogger("fathom.dispatcher")
 
@@ -60,6 +62,7 @@ class Dispatcher:
         self.blobs = make_blob_store(self.settings, secret=instance.signing_secret.encode())
         self.detector = detector
         self.evaluator = EvaluationRunner(self.settings, detector, transcriber, INTERRUPTIONS)
+        self.webhooks = WebhookSender(self.settings)
         self.in_flight: set[str] = set()
         self.slots = asyncio.Semaphore(self.settings.dispatch_max_in_flight)
         self.preprocessing: asyncio.Task | None = None
@@ -68,6 +71,7 @@ class Dispatcher:
             loop.create_task(self._inference_loop()),
             loop.create_task(self._maintenance_loop()),
             loop.create_task(self._evaluation_loop()),
+            loop.create_task(self._webhook_loop()),
         ]
 
     def check_health(self) -> None:
@@ -157,6 +161,17 @@ class Dispatcher:
             except Exception:
                 log.exception("evaluation loop iteration failed; retrying")
             await asyncio.sleep(max(s.dispatch_poll_s, 0.5))
+
+    # --- webhooks --------------------------------------------------------------------------------
+
+    async def _webhook_loop(self) -> None:
+        while True:
+            try:
+                if await self.webhooks.run_due():
+                    continue
+            except Exception:
+                log.exception("webhook loop iteration failed; retrying")
+            await asyncio.sleep(max(self.settings.dispatch_poll_s, 0.5))
 
     # --- dataset preprocessing and training reconciliation -----------------------------------
 

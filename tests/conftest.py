@@ -25,6 +25,7 @@ from tests.factories import DASHBOARD_ORIGIN, Client, free_port, new_org  # noqa
 # tests/postgres/ stops and starts the PostgreSQL server: collected only in the PostgreSQL pass.
 collect_ignore = [] if os.environ.get("FATHOM_TEST_DATABASE") == "postgres" else ["postgres"]
 
+WEBHOOK_TEST_SCHEDULE_S = [0.0, 1.0, 2.0, 2.0]
 RAY_TEST_CPUS = 8  # logical CPUs: two apps' Serve replicas, 2 Train workers and Data tasks share 2 cores
 
 
@@ -93,6 +94,12 @@ def settings_overrides(database_url, tmp_path_factory) -> dict:
         "stt_rate_data_uploads": "100/hour",  # test_stt_flow uploads 88 pairs into one model; the rest as documented
         "use_gpu": False,
         "cors_allowed_origins": [DASHBOARD_ORIGIN],  # a customer's dashboard on another origin
+        # Webhook receivers run in the tests, on loopback; retries seconds apart instead of minutes.
+        "webhook_allow_http": True,
+        "webhook_allowed_networks": ["127.0.0.0/8"],
+        "webhook_retry_schedule_s": WEBHOOK_TEST_SCHEDULE_S,
+        "webhook_timeout_s": 4.0,
+        "webhook_lease_s": 8.0,
     }
 
 

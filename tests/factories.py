@@ -195,3 +195,46 @@ def annotate(client, ds: str, events: dict[str, list], *, publish: bool) -> str:
     if publish:
         assert client.post(f"/api/v1/datasets/{ds}/annotation-sets/{set_id}/publish").status_code == 200
     return set_id
+
+
+def replica_names(deployment: str) -> list[str]:
+    """The live Serve replica actors of one of Fathom's deployments."""
+    import ray
+
+    from serve_app.app import APP_NAME
+
+    return [
+        a["name"]
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if a["namespace"] == "serve" and a["name"].startswith(f"SERVE_REPLICA::{APP_NAME}#{deployment}#")
+    ]
+
+
+def kill_replicas(deployment: str) -> list[str]:
+    """Kill every replica of ``deployment`` at once, as a crash would (Serve starts new ones)."""
+    import ray
+
+    names = replica_names(deployment)
+    assert names, f"no {deployment} replica to kill"
+    for name in names:
+        ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
+    return names
+
+
+def race(call: Callable[[], Any], n: int = 4) -> list[Any]:
+    """Run ``call`` in ``n`` threads released at the same moment; their results, in finishing order."""
+    import threading
+
+    results: list[Any] = []
+    barrier = threading.Barrier(n)
+
+    def one() -> None:
+        barrier.wait()
+        results.append(call())
+
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results

@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,7 @@ from ray.job_submission import JobSubmissionClient
 
 from train_jobs.detector import split_files
 from tests.factories import annotate, training_log, upload_dataset_audio, upload_inference_file, wait_for, wait_ready
+from tests.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.slow
 
@@ -57,8 +59,18 @@ def clip_bytes(seed: int, i: int) -> tuple[bytes, str, list[Event]]:
 
 
 @pytest.fixture(scope="module")
-def trained(platform):
+def receiver():
+    r = Receiver().start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture(scope="module")
+def trained(platform, receiver):
     client = platform.org("detection-flow")
+    hook = client.post("/api/v1/webhook-endpoints", json={"url": receiver.url})  # every event type
+    assert hook.status_code == 201, hook.text
+    receiver.secrets["flow"] = hook.json()["secret"]
     r = client.post(
         "/api/v1/datasets",
         json={"name": "tts-qa", "description": "synthetic", "artifact_types": [{"name": t} for t in ARTIFACT_TYPES]},
@@ -398,3 +410,40 @@ def test_detector_handle_from_another_ray_driver(ray_cluster, trained, tmp_path)
     assert abs(result["duration_ms"] - CLIP_S * 1000) <= 30
     est = [Event(d["artifact_type"], d["start_ms"], d["end_ms"]) for d in result["detections"]]
     assert event_metrics([(events, est)], ARTIFACT_TYPES)["f1_score"] >= 0.6
+
+
+def test_webhooks_announce_the_training_job_an_inference_job_and_an_alias_move(trained, receiver):
+    """Each cause delivers exactly its event, signed, to the endpoint subscribed before training."""
+    client, job = trained["client"], trained["job"]
+
+    def about(event_type: str, key: str, value: str):
+        return [a for a in receiver.all() if a.event["type"].split(".")[0] == event_type.split(".")[0] and a.event["data"]["ids"].get(key) == value]
+
+    [trained_event] = wait_for(lambda: about("training_job", "training_job_id", job["id"]), timeout=30, what="training event")
+    event = trained_event.event
+    assert event["type"] == "training_job.succeeded" and event["data"]["status"] == "completed"
+    assert event["data"]["ids"]["model_id"] == job["model_id"] and event["data"]["links"]["model"].endswith(job["model_id"])
+    assert event["data"]["summary"]["event_f1"] == job["metrics"]["event_f1"]
+
+    r = client.post("/api/v1/inference-jobs", json={"model_id": job["model_id"]})
+    assert r.status_code == 201, r.text
+    inference_id = r.json()["id"]
+    data, name, _ = clip_bytes(9100, 0)
+    upload_inference_file(client, inference_id, data, name)
+    [completed] = wait_for(lambda: about("inference_job", "inference_job_id", inference_id), timeout=120, what="inference event")
+    assert completed.event["type"] == "inference_job.completed"
+    assert completed.event["data"]["summary"]["processed_files"] == 1 and completed.event["data"]["summary"]["failed_files"] == 0
+
+    name = f"dataset-{trained['dataset_id']}"
+    assert client.put(f"/api/v1/registry/models/{name}/aliases/webhook-check", json={"version": 1, "reason": "announce"}).status_code == 200
+    [moved] = wait_for(lambda: about("model.alias_changed", "alias", "webhook-check"), timeout=30, what="alias event")
+    assert moved.event["type"] == "model.alias_changed"
+    assert (moved.event["data"]["ids"]["version"], moved.event["data"]["ids"]["previous_version"]) == (1, None)
+    assert moved.event["data"]["summary"]["reason"] == "announce"
+
+    time.sleep(2)  # nothing more arrives about these three
+    assert len(about("training_job", "training_job_id", job["id"])) == 1
+    assert len(about("inference_job", "inference_job_id", inference_id)) == 1
+    assert len(about("model.alias_changed", "alias", "webhook-check")) == 1
+    assert all(a.verified_by == ["flow"] for a in receiver.all())
+    assert len({a.id for a in receiver.all()}) == len(receiver.all())  # every event once

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 
 import pytest
 from sqlalchemy import select, update
@@ -12,6 +11,7 @@ from cluster.accounts import create_organization
 from cluster.db import init_schema, open_session, session_scope
 from cluster.evaluation_tables import Evaluation, EvaluationFile, OutboxEvent
 from cluster.tables import utcnow
+from tests.factories import race
 
 ITEMS = [{"id": f"f{i}", "filename": f"f{i}.wav"} for i in range(3)]
 MODELS = [{"reference": "a", "label": "a"}, {"reference": "b", "label": "b"}]
@@ -41,17 +41,7 @@ def _events(url: str, evaluation_id: str) -> list[str]:
 
 def test_racing_claims_have_one_winner(queued):
     url, evaluation_id = queued
-    won, barrier = [], threading.Barrier(4)
-
-    def claim():
-        barrier.wait()
-        won.append(evaluations.claim(url, lease_s=60, max_attempts=3))
-
-    threads = [threading.Thread(target=claim) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    won = race(lambda: evaluations.claim(url, lease_s=60, max_attempts=3))
     assert [c for c in won if c] == [(evaluation_id, 1)]
     assert _row(url, evaluation_id).status == "running"
 

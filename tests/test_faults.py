@@ -19,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-import ray
 import requests
 from ray import serve
 
@@ -27,7 +26,7 @@ from data_pipelines.audio import encode_audio
 from data_pipelines.stt_corpus import make_utterance, utterance_seed
 from data_pipelines.synth import make_clip
 from serve_app.app import APP_NAME, AppArgs, build_app
-from tests.factories import Client, ray_worker_pids, register_detector, upload_dataset_audio, wait_for
+from tests.factories import Client, kill_replicas, ray_worker_pids, register_detector, replica_names, upload_dataset_audio, wait_for
 from train_jobs.stt import epoch_phase
 from train_jobs.stt_vocab import DOMAIN_TERMS
 
@@ -37,22 +36,6 @@ N_FILES = 24
 CLIP_S = 6.0
 DETECTOR_TYPES = ["glitch", "clipping", "noise_burst"]
 JOB_CONFIG = {"threshold": 0.5, "merge_window_ms": 100, "min_duration_ms": 20}
-
-
-def replica_names(deployment: str) -> list[str]:
-    return [
-        a["name"]
-        for a in ray.util.list_named_actors(all_namespaces=True)
-        if a["namespace"] == "serve" and a["name"].startswith(f"SERVE_REPLICA::{APP_NAME}#{deployment}#")
-    ]
-
-
-def kill_replicas(deployment: str) -> list[str]:
-    names = replica_names(deployment)
-    assert names, f"no {deployment} replica to kill"
-    for name in names:
-        ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
-    return names
 
 
 @pytest.fixture(scope="module")

@@ -110,6 +110,9 @@ SEEDED_FIELDS = {
     "model": ("base_model", "custom_model_key"),  # POST /api/v3/stt
     "language": ("language",),
     "evaluation_id": ("evaluation_id",),
+    "endpoint_id": ("webhook_endpoint_id",),
+    "message_id": ("webhook_message_id",),
+    "url": ("webhook_url",),  # POST/PATCH /api/v1/webhook-endpoints
 }
 
 
@@ -201,7 +204,7 @@ class Seeds:
     def _call(self, method: str, path: str, **kw: Any) -> dict:
         url, headers = self.platform.base_url + path, auth_headers(self.key, path)
         r = requests.request(method, url, headers=headers, timeout=60, **kw)
-        assert r.status_code in (200, 201), f"seeding {method} {path}: {r.status_code} {r.text}"
+        assert r.status_code in (200, 201, 202), f"seeding {method} {path}: {r.status_code} {r.text}"
         return r.json()
 
     @cached_property
@@ -325,6 +328,17 @@ class Seeds:
                 s.add(EvaluationFile(evaluation_id=evaluation.id, model_index=m, item_id=self.audio_id, filename="a.wav",
                                      status="completed", score=1.0, row=row))
             return evaluation.id
+
+    webhook_url = "http://127.0.0.1:9/fuzz"  # loopback is allowed on the test platform; nothing listens there
+
+    @cached_property
+    def webhook_endpoint_id(self) -> str:
+        return self._call("POST", "/api/v1/webhook-endpoints", json={"url": self.webhook_url})["id"]
+
+    @cached_property
+    def webhook_message_id(self) -> str:
+        """The endpoint's test delivery (its attempts fail: connection refused; it can be redelivered)."""
+        return self._call("POST", f"/api/v1/webhook-endpoints/{self.webhook_endpoint_id}/test")["delivery_id"]
 
     @cached_property
     def data_id(self) -> int:

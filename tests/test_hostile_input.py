@@ -100,6 +100,7 @@ def cases(w: SimpleNamespace) -> list[Case]:
     reg = "/api/v1/registry/models"
     rm, al = reg + "/{name}", reg + "/{name}/aliases/{alias}"
     R = {"name": w.registered}
+    wh, WH = "/api/v1/webhook-endpoints", {"endpoint_id": w.webhook}
     RA = {**R, "alias": "production"}
     augmentation = {"noise": {"kinds": ["pink"]}, "codec": {"codecs": ["opus"]}}
     D, S = {"dataset_id": w.dataset}, {"dataset_id": w.dataset, "set_id": w.set}
@@ -181,6 +182,12 @@ def cases(w: SimpleNamespace) -> list[Case]:
         C("GET", "/api/v1/evaluations/{evaluation_id}", path={"evaluation_id": w.evaluation}),
         C("GET", "/api/v1/evaluations/{evaluation_id}/files", path={"evaluation_id": w.evaluation},
           query={"model": w.detector, "sort": "score", "direction": "desc", "format": "json"}),
+        C("POST", wh, json={"url": "http://127.0.0.1:9/h", "event_types": ["webhook.test"], "description": "d", "enabled": False}),
+        C("PATCH", wh + "/{endpoint_id}", path=WH, json={"url": "http://127.0.0.1:9/h", "event_types": ["webhook.test"], "description": "d"}),
+        *[C(m, wh + "/{endpoint_id}" + tail, path=WH) for m, tail in (("GET", ""), ("DELETE", ""), ("POST", "/test"))],
+        C("POST", wh + "/{endpoint_id}/rotate-secret", path=WH, json={"grace_seconds": 0}),
+        C("GET", wh + "/{endpoint_id}/deliveries", path=WH, query={"status": "failed", "event_type": "webhook.test"}),
+        C("POST", "/api/v1/webhook-messages/{message_id}/redeliver", path={"message_id": w.message}),
     ]
 
 
@@ -318,6 +325,8 @@ def world(platform) -> SimpleNamespace:
         s.add(evaluation)
         s.flush()
         evaluation_id = evaluation.id
+    webhook = made(c.post("/api/v1/webhook-endpoints", json={"url": "http://127.0.0.1:9/hostile"}))["id"]
+    message = c.post(f"/api/v1/webhook-endpoints/{webhook}/test").json()["delivery_id"]
     blobs = make_blob_store(platform.settings, secret=signing_secret(platform.settings.database_url))
     download = dict(p.split("=", 1) for p in blobs.presigned_get(file["s3_key"], expires_s=600, filename="a.wav")
                     .split("?", 1)[1].split("&"))
@@ -339,6 +348,8 @@ def world(platform) -> SimpleNamespace:
         audio_bytes=_wav(),
         registered="reg",
         evaluation=evaluation_id,
+        webhook=webhook,
+        message=message,
     )
 
 
@@ -434,7 +445,7 @@ def test_every_string_input_is_swept():
     """Every string input /openapi.json declares is replaced by the sweep (new routes need a case)."""
     dummy = SimpleNamespace(**{k: "x" for k in (
         "dataset", "audio", "set", "detector", "inference_job", "file", "training_job", "key_id", "custom", "registered",
-        "evaluation",
+        "evaluation", "webhook", "message",
     )}, annotation={}, annotation_id="x", upload_fields={"key": "k", "policy": "p", "signature": "s", "Content-Type": "audio/wav"},
         download_query={"key": "k", "expires": "1", "filename": "a.wav", "signature": "s"}, audio_bytes=b"")
     swept = set()

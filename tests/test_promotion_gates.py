@@ -82,7 +82,7 @@ def test_a_forced_move_needs_a_reason_and_is_marked(gated):
         model = registry.get_registered(s, org_id, "m")
         last = registry.alias_history(s, model, "production")[-1]
         assert (last.version, last.forced, last.reason) == (3, True, "hotfix for a crash")
-        events = s.scalars(select(OutboxEvent.payload).where(OutboxEvent.type == "model.alias_moved", OutboxEvent.organization_id == org_id)).all()
-        assert [(e["version"], e["forced"]) for e in events] == [(1, False), (3, True)]
+        events = s.scalars(select(OutboxEvent.payload).where(OutboxEvent.type == "model.alias_changed", OutboxEvent.organization_id == org_id)).all()
+        assert [(e["data"]["ids"]["version"], e["data"]["summary"]["forced"]) for e in events] == [(1, False), (3, True)]
         registry.rollback_alias(s, model, "production", to_version=None, reason="back", set_by=None)  # not gated
         assert registry.aliases(s, model)["production"] == 1

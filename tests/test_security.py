@@ -32,13 +32,14 @@ from fastapi.routing import iter_route_contexts
 from sqlalchemy import select
 
 from cluster import accounts, registry
-from cluster.evaluation_tables import Evaluation, EvaluationFile
+from cluster.evaluation_tables import Evaluation, EvaluationFile, OutboxEvent
 from cluster.registry_tables import RegisteredModel
 from cluster.accounts import AuthError, authenticate, create_api_key, create_organization, hash_key
 from cluster.blobs import make_blob_store
 from cluster.db import get_engine, init_schema, session_scope, signing_secret
 from cluster.stt_tables import CustomModel
 from cluster.tables import AnnotationSet, ApiKey, Base, TrainingJob, utcnow
+from cluster.webhook_tables import WebhookAttempt, WebhookMessage
 from data_pipelines.audio import encode_audio
 from schemas.auth import (
     ALL_SCOPES,
@@ -332,8 +333,9 @@ PARAM = re.compile(r"{(\w+)(?::\w+)?}")
 ROUTER_MISSES = ("Not Found", "Method Not Allowed")  # the router's own answers: a probe that hit no route
 ID_FIELDS = (
     "dataset", "audio", "set", "annotation", "training_job", "detector", "inference_job", "file", "key_id", "registered", "alias",
-    "evaluation",
+    "evaluation", "webhook",
 )
+MESSAGE_ID_FIELDS = ("message",)  # webhook deliveries: msg_... ids
 INT_ID_FIELDS = ("custom", "pair", "org_number", "version")  # v3 ids, and a registry version number
 GLOBAL_TABLES = {"instance", "organization_numbers"}
 # Tables without organization_id: the column tying a row to the organization, directly or through a parent.
@@ -347,6 +349,7 @@ ORG_LINKS = {
     "model_aliases": ("registered_model_id", RegisteredModel),
     "alias_gates": ("registered_model_id", RegisteredModel),
     "evaluation_files": ("evaluation_id", Evaluation),
+    "webhook_attempts": ("message_id", WebhookMessage),
 }
 BLOB_COLUMNS = ("blob_key", "features_key", "checkpoint_key", "audio_key")
 
@@ -385,6 +388,7 @@ def probes(o: SimpleNamespace, mine: SimpleNamespace, audio: bytes) -> list[Prob
     tj, mdl, ij = "/api/v1/training-jobs/{job_id}", "/api/v1/models/{model_id}", "/api/v1/inference-jobs/{job_id}"
     cm = "/api/v3/custom_models/{model_id}"
     reg, ev = "/api/v1/registry/models", "/api/v1/evaluations"
+    wh, their_wh = "/api/v1/webhook-endpoints", {"endpoint_id": o.webhook}
     rm, al = reg + "/{name}", reg + "/{name}/aliases/{alias}"
     their_rm = {"name": o.registered}
     their_al = {**their_rm, "alias": o.alias}
@@ -503,6 +507,15 @@ def probes(o: SimpleNamespace, mine: SimpleNamespace, audio: bytes) -> list[Prob
         P("GET", ev, {}, OWN),
         P("GET", ev + "/{evaluation_id}", {"evaluation_id": o.evaluation}, NOT_FOUND),
         P("GET", ev + "/{evaluation_id}/files", {"evaluation_id": o.evaluation}, NOT_FOUND),
+        # webhook endpoints, their deliveries and redelivery
+        P("POST", wh, {}, OWN, {"json": {"url": "http://127.0.0.1:9/intruder", "enabled": False}}),
+        P("GET", wh, {}, OWN),
+        *[P(m, wh + "/{endpoint_id}", their_wh, NOT_FOUND, kw)
+          for m, kw in (("GET", {}), ("PATCH", {"json": {"description": "mine now", "enabled": True}}), ("DELETE", {}))],
+        P("POST", wh + "/{endpoint_id}/test", their_wh, NOT_FOUND),
+        P("POST", wh + "/{endpoint_id}/rotate-secret", their_wh, NOT_FOUND, {"json": {"grace_seconds": 0}}),
+        P("GET", wh + "/{endpoint_id}/deliveries", their_wh, NOT_FOUND),
+        P("POST", "/api/v1/webhook-messages/{message_id}/redeliver", {"message_id": o.message}, NOT_FOUND),
     ]
 
 
@@ -547,19 +560,33 @@ def target_resources(platform, org: Client) -> tuple[SimpleNamespace, list[str]]
         s.add(EvaluationFile(evaluation_id=evaluation.id, model_index=0, item_id=audio["audio_id"], filename=item["filename"],
                              status="completed", row={"note": f"their row {tag}"}))
         evaluation_id = evaluation.id
+    # A disabled endpoint with one failed delivery: nothing sends to it while the intruder walks.
+    hook = ok(org.post("/api/v1/webhook-endpoints", json={"url": f"http://127.0.0.1:9/their-{tag}", "description": f"their hook {tag}",
+                                                           "enabled": False}), 201)["id"]
+    with session_scope(platform.settings.database_url) as s:
+        event = OutboxEvent(organization_id=org.org_id, type="webhook.test", subject_id=hook, payload={"type": "webhook.test", "data": {"tag": tag}})
+        s.add(event)
+        s.flush()
+        message = WebhookMessage(organization_id=org.org_id, endpoint_id=hook, event_id=event.id, event_type="webhook.test", status="failed")
+        s.add(message)
+        s.flush()
+        s.add(WebhookAttempt(message_id=message.id, status_code=500, response_snippet=f"their receiver {tag}"))
+        message_id = message.id
     o = SimpleNamespace(
         dataset=dataset, dataset_name=dataset_name, audio=audio["audio_id"],
         audio_key=audio["key"], set=aset, annotation=note["id"], training_job=training_job, detector=detector,
         inference_job=inference_job, file=file["file_id"], file_key=file["s3_key"], custom=custom["id"],
         custom_name=custom["name"], pair=pair["id"], key_id=key_row_id(platform.settings.database_url, org.key),
         org_number=custom["organization_id"], registered=registered, alias=alias, version=version, evaluation=evaluation_id,
+        webhook=hook, message=message_id,
     )
-    return o, [tag, org.key[: accounts.PREFIX_CHARS], org.org_id, *(getattr(o, f) for f in ID_FIELDS)]
+    return o, [tag, org.key[: accounts.PREFIX_CHARS], org.org_id, *(getattr(o, f) for f in ID_FIELDS + MESSAGE_ID_FIELDS)]
 
 
 def unknown_twin(o: SimpleNamespace) -> tuple[SimpleNamespace, dict[str, str]]:
     """``o`` with every id swapped for one nobody holds, and {unknown id: target id} as text."""
     swap: dict[Any, Any] = {getattr(o, f): str(uuid.uuid4()) for f in ID_FIELDS}
+    swap |= {getattr(o, f): f"msg_{uuid.uuid4().hex[:24]}" for f in MESSAGE_ID_FIELDS}
     swap |= {getattr(o, f): 1_900_000_000 + i for i, f in enumerate(INT_ID_FIELDS)}
     twin = {}
     for name, value in vars(o).items():
@@ -634,7 +661,7 @@ def test_another_organization_reaches_nothing_on_any_route(platform, org, other_
 
     served = served_routes()
     assert {(p.method, p.route) for p in walk} == served, "every served route and verb needs a probe, and only those"
-    their_ids = {getattr(theirs, f) for f in ID_FIELDS + INT_ID_FIELDS}
+    their_ids = {getattr(theirs, f) for f in ID_FIELDS + MESSAGE_ID_FIELDS + INT_ID_FIELDS}
     with_params = {(m, r) for m, r in served if PARAM.search(r)}
     fully_theirs = {(p.method, p.route) for p in walk if p.params and set(p.params.values()) <= their_ids}
     assert with_params == fully_theirs, f"not probed with the target's ids alone: {with_params - fully_theirs}"
@@ -673,49 +700,60 @@ def test_another_organization_reaches_nothing_on_any_route(platform, org, other_
 # --- 4. scopes ------------------------------------------------------------------------------------------
 
 
-def required_scope(method: str, path: str) -> str | None:
-    """The scope each API route demands (schemas.auth); None for routes that take no key."""
+def required_scopes(method: str, path: str) -> tuple[str, ...]:
+    """The scopes each API route accepts (any one suffices; schemas.auth); () for routes that take no key."""
+    read = method == "GET"
     if path.startswith("/api/v1/auth/api-keys"):
-        return KEYS_MANAGE
+        return (KEYS_MANAGE,)
+    if path.startswith(("/api/v1/webhook-endpoints", "/api/v1/webhook-messages")):  # v1 and v3-style keys alike
+        return (DETECTION_READ, CUSTOM_MODELS_READ) if read else (DETECTION_WRITE, CUSTOM_MODELS_WRITE)
     if path.startswith("/api/v1/"):
-        return DETECTION_READ if method == "GET" else DETECTION_WRITE
+        return (DETECTION_READ if read else DETECTION_WRITE,)
     if path == "/api/v3/stt":
-        return STT
+        return (STT,)
     if path.startswith("/api/v3/"):
-        return CUSTOM_MODELS_READ if method == "GET" else CUSTOM_MODELS_WRITE
-    return None
+        return (CUSTOM_MODELS_READ if read else CUSTOM_MODELS_WRITE,)
+    return ()
+
+
+def v1_refusal(scopes: tuple[str, ...]) -> str:
+    if len(scopes) == 1:
+        return f"API key lacks the '{scopes[0]}' scope"
+    return f"API key lacks one of the scopes {', '.join(repr(s) for s in scopes)}"
 
 
 def test_every_route_demands_its_scope_before_anything_else(platform, org):
-    """A key lacking the route's scope gets 403 naming it, whatever the ids (no existence oracle);
-    a key holding only that scope gets past the check. v3 answers carry the rate-limit headers."""
-    routes = sorted((m, p) for m, p in served_routes() if required_scope(m, p))
+    """A key lacking the route's scopes gets 403 naming them, whatever the ids (no existence oracle);
+    a key holding only one of them gets past the check. v3 answers carry the rate-limit headers."""
+    routes = sorted((m, p) for m, p in served_routes() if required_scopes(m, p))
     assert len(routes) > 40
-    lacking = {s: direct_key(platform, org.org_id, [x for x in ALL_SCOPES if x != s]) for s in ALL_SCOPES}
+    needs = {required_scopes(m, p) for m, p in routes}
+    lacking = {n: direct_key(platform, org.org_id, [x for x in ALL_SCOPES if x not in n]) for n in needs}
     only = {s: direct_key(platform, org.org_id, [s]) for s in ALL_SCOPES}
     failures: list[str] = []
     for method, path in routes:
-        scope, v3 = required_scope(method, path), path.startswith("/api/v3/")
+        scopes, v3 = required_scopes(method, path), path.startswith("/api/v3/")
         url = PARAM.sub(lambda m: "1234567" if v3 else str(uuid.uuid4()), path)
         header = "Authorization" if v3 else "X-API-Key"
-        refused = keyed(platform.base_url, lacking[scope], header=header).request(method, url)
-        allowed = keyed(platform.base_url, only[scope], header=header).request(method, url)
-        where = f"{method} {path} ({scope})"
+        refused = keyed(platform.base_url, lacking[scopes], header=header).request(method, url)
+        where = f"{method} {path} ({' or '.join(scopes)})"
         if refused.status_code != 403:
             failures.append(f"{where}: {refused.status_code} {refused.text[:200]} without the scope")
         elif v3:
             body = refused.json()
             code, required = body.get("error_code"), body.get("details", {}).get("required_scope")
-            if set(body) != V3_ERROR_KEYS or (code, required) != ("INSUFFICIENT_SCOPE", scope):
+            if set(body) != V3_ERROR_KEYS or (code, (required,)) != ("INSUFFICIENT_SCOPE", scopes):
                 failures.append(f"{where}: v3 refusal {body}")
             if not all(h in refused.headers for h in RATE_HEADERS) or "Retry-After" in refused.headers:
                 failures.append(f"{where}: rate-limit headers of a refusal {dict(refused.headers)}")
-        elif refused.json() != {"detail": f"API key lacks the '{scope}' scope"}:
+        elif refused.json() != {"detail": v1_refusal(scopes)}:
             failures.append(f"{where}: v1 refusal {refused.text}")
-        if allowed.status_code in (401, 403):
-            failures.append(f"{where}: {allowed.status_code} {allowed.text[:200]} with only that scope")
-        if v3 and not all(h in allowed.headers for h in RATE_HEADERS):
-            failures.append(f"{where}: no rate-limit headers on {allowed.status_code}")
+        for scope in scopes:
+            allowed = keyed(platform.base_url, only[scope], header=header).request(method, url)
+            if allowed.status_code in (401, 403):
+                failures.append(f"{where}: {allowed.status_code} {allowed.text[:200]} with only {scope}")
+            if v3 and not all(h in allowed.headers for h in RATE_HEADERS):
+                failures.append(f"{where}: no rate-limit headers on {allowed.status_code}")
     assert not failures, "\n".join(failures)
 
 
