@@ -48,7 +48,10 @@ def enable_token_auth() -> None:
 
 def head_ports(settings: Settings) -> list[int]:
     """The fixed ports of a local head: each is a setting, so several heads can share a machine."""
-    return [settings.ray_head_port, settings.dashboard_port, settings.ray_dashboard_agent_port, settings.ray_client_server_port]
+    return [
+        settings.ray_head_port, settings.dashboard_port, settings.ray_dashboard_agent_port, settings.ray_client_server_port,
+        settings.ray_metrics_export_port,
+    ]
 
 
 def launch_head(settings: Settings, extra_args: Sequence[str] = ()) -> subprocess.Popen:
@@ -68,6 +71,7 @@ def launch_head(settings: Settings, extra_args: Sequence[str] = ()) -> subproces
         f"--dashboard-port={settings.dashboard_port}",
         f"--dashboard-agent-listen-port={settings.ray_dashboard_agent_port}",
         f"--ray-client-server-port={settings.ray_client_server_port}",
+        f"--metrics-export-port={settings.ray_metrics_export_port}",
         "--disable-usage-stats",
         *extra_args,
     ]

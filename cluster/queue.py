@@ -9,12 +9,16 @@ row locks needed, so SQLite and PostgreSQL behave alike). A claim expires after
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import get_args
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 
 from cluster.db import session_scope
 from cluster.inference import lock_job, refresh_job
-from cluster.tables import AudioFile, InferenceFile, InferenceJob, utcnow
+from cluster.stt_tables import CustomModel
+from cluster.tables import AudioFile, InferenceFile, InferenceJob, TrainingJob, utcnow
+from schemas.stt import TrainingStatus as SttStatus
+from schemas.training import TrainingStatus
 
 INFERENCE_TERMINAL = ("completed", "failed")
 
@@ -128,3 +132,25 @@ def _fail_exhausted(s, table, claimable, status_col: str, max_attempts: int) -> 
         )
         .execution_options(synchronize_session=False)
     )
+
+
+def depths(url: str) -> dict[str, int]:
+    """Work waiting or in progress: inference files (queued, processing) and dataset audio being preprocessed."""
+    with session_scope(url) as s:
+        files = s.scalar(select(func.count()).select_from(InferenceFile).where(InferenceFile.status.in_(("queued", "processing"))))
+        audio = s.scalar(
+            select(func.count()).select_from(AudioFile).where(AudioFile.processing_status.in_(("normalizing", "embedding")))
+        )
+    return {"inference_files": int(files or 0), "dataset_audio": int(audio or 0)}
+
+
+def training_counts(url: str) -> dict[str, dict[str, int]]:
+    """Training runs by status, every status present (zeros too): {"detector": {...}, "stt": {...}}."""
+    detector = {status: 0 for status in get_args(TrainingStatus)}
+    stt = {status.name.lower(): 0 for status in SttStatus}
+    with session_scope(url) as s:
+        for status, n in s.execute(select(TrainingJob.status, func.count()).group_by(TrainingJob.status)):
+            detector[status] = int(n)
+        for status, n in s.execute(select(CustomModel.training_status, func.count()).group_by(CustomModel.training_status)):
+            stt[SttStatus(status).name.lower()] = int(n)
+    return {"detector": detector, "stt": stt}

@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     ray_head_num_cpus: int | None = Field(None, ge=1)  # logical CPUs of make run's head; None: see cluster.local
     ray_dashboard_agent_port: int = 52365  # Ray's default; each head on one machine needs its own
     ray_client_server_port: int = 10001  # Ray's default; likewise
+    ray_metrics_export_port: int = 8080  # Ray's Prometheus endpoint on the head (Ray's default; likewise)
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8265
     dashboard_url: str = ""  # Jobs API; empty: http://{dashboard_host}:{dashboard_port}

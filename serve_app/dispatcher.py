@@ -36,6 +36,7 @@ from cluster.training import reconcile_training_jobs
 from cluster.tables import DetectorModel, InferenceFile, InferenceJob
 from data_pipelines.audio import AudioDecodeError
 from serve_app.deployments.replica import ModelUnavailable
+from serve_app import metrics
 from serve_app.evaluator import EvaluationRunner
 from serve_app.webhook_delivery import WebhookSender
 
@@ -195,10 +196,18 @@ class Dispatcher:
                     await asyncio.to_thread(self._expire_uploads)
                     await asyncio.to_thread(reconcile_training_jobs, s)
                     await asyncio.to_thread(reconcile_stt_jobs, s)
+                    await asyncio.to_thread(self._report_depths)
             except Exception:
                 log.exception("maintenance loop iteration failed; retrying")
             await asyncio.sleep(max(s.dispatch_poll_s, 0.5))
             since_reconcile += max(s.dispatch_poll_s, 0.5)
+
+    def _report_depths(self) -> None:
+        url = self.settings.database_url
+        for name, depth in queue.depths(url).items():
+            metrics.set_queue_depth(name, depth)
+        for kind, counts in queue.training_counts(url).items():
+            metrics.set_training_jobs(kind, counts)
 
     def _expire_uploads(self) -> None:
         for key in expire_pending_uploads(self.settings.database_url, self.settings):

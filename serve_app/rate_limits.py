@@ -34,6 +34,7 @@ from cluster.accounts import Principal
 from cluster.db import get_engine
 from cluster.stt_tables import RateLimitCounter
 from serve_app.deps import SettingsDep, get_principal
+from serve_app.metrics import rate_limit_refused
 from serve_app.errors import ApiError, is_v3
 
 WINDOW_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
@@ -166,6 +167,7 @@ def rate_limited(bucket: str):
         usage = count_request(settings.database_url, principal.key_id, principal.organization_id, bucket, rate, share)
         request.scope[SCOPE_KEY] = usage
         if usage.exceeded:
+            rate_limit_refused(bucket)
             retry_after = usage.retry_after(time.time())
             raise ApiError(
                 429,

@@ -22,6 +22,7 @@ from standardwebhooks.webhooks import Webhook
 from cluster import webhook_urls, webhooks
 from cluster.webhooks import Outcome, Plan
 from schemas.settings import Settings
+from serve_app import metrics
 
 log = logging.getLogger("fathom.webhooks")
 
@@ -84,6 +85,8 @@ class WebhookSender:
                 return
             outcome = await self.send(plan)
             status = await asyncio.to_thread(webhooks.record_attempt, url, self.settings, message_id, attempt, outcome, self.rng)
+            if status is not None:
+                metrics.webhook_attempt({"pending": "retrying"}.get(status, status))
             log.info("webhook %s to %s: %s -> %s", message_id, plan.endpoint_id, outcome.status_code or outcome.error, status)
         except Exception:  # the lease runs out and the delivery is claimed again
             log.exception("webhook delivery %s failed before its attempt was recorded", message_id)

@@ -19,6 +19,8 @@ import pytest
 # Ray token authentication, as `make run` uses it; set before Ray is first imported, which
 # reads the mode once. The head, this driver and `ray job submit` children share ~/.ray/auth_token.
 os.environ.setdefault("RAY_AUTH_MODE", "token")
+# Every process reports its metrics every 2 s instead of 10 s: test_metrics waits for them.
+os.environ.setdefault("RAY_metrics_report_interval_ms", "2000")
 
 from tests.factories import DASHBOARD_ORIGIN, Client, free_port, new_org  # noqa: E402
 
@@ -116,7 +118,10 @@ def ray_cluster(settings_overrides):
     os.environ.update(Settings(**settings_overrides).to_env())
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     enable_token_auth()
-    settings = Settings(**settings_overrides, ray_head_port=free_port(), ray_dashboard_agent_port=free_port(), ray_client_server_port=free_port())
+    settings = Settings(
+        **settings_overrides, ray_head_port=free_port(), ray_dashboard_agent_port=free_port(), ray_client_server_port=free_port(),
+        ray_metrics_export_port=free_port(),
+    )
     try:
         head = start_head(
             settings,
@@ -130,6 +135,7 @@ def ray_cluster(settings_overrides):
     try:
         ctx = ray.init(address=f"127.0.0.1:{settings.ray_head_port}", log_to_driver=False)
         ctx.head_session_id = head.pid  # every process of this cluster runs in the head's session
+        ctx.metrics_url = f"http://127.0.0.1:{settings.ray_metrics_export_port}/metrics"  # Ray's Prometheus endpoint
         yield ctx
         from ray import serve
 

@@ -111,6 +111,7 @@ def run_env(tmp_path, private_database_url) -> dict[str, str]:
         FATHOM_DASHBOARD_PORT=str(free_port()),
         FATHOM_RAY_DASHBOARD_AGENT_PORT=str(free_port()),
         FATHOM_RAY_CLIENT_SERVER_PORT=str(free_port()),
+        FATHOM_RAY_METRICS_EXPORT_PORT=str(free_port()),
         FATHOM_USE_GPU="false",
         RAY_AUTH_MODE="token",
         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),

@@ -25,6 +25,7 @@ from cluster.tables import DetectorModel
 from data_pipelines.features import compute_features
 from schemas.inference import InferenceConfig
 from serve_app.deployments.replica import LoadedModel, ModelReplica, ModelUnavailable
+from serve_app.metrics import model_call
 from train_jobs.detection import detection_dict, detections_from_chunks, forward_windows
 from train_jobs.models.detector import load_checkpoint
 from train_jobs.windows import split_windows
@@ -106,14 +107,17 @@ class Detector(ModelReplica):
         """
         cfg = InferenceConfig.model_validate(config or {})
         _, loaded = await self.requested_model()
-        wave, duration_ms = await self.read_audio(audio, audio_key)
-        meta = loaded.meta
-        features = await asyncio.to_thread(compute_features, wave, version=meta.feature_version)
-        windows = split_windows(features, meta.window)
-        if self.batching:
-            chunks = await self._batched(windows)
-        else:
-            chunks = await asyncio.to_thread(forward_windows, loaded.model, windows, meta.window, device=self.device)
+        with model_call("detector") as call:
+            wave, duration_ms = await self.read_audio(audio, audio_key)
+            call.audio_s = duration_ms / 1000
+            meta = loaded.meta
+            features = await asyncio.to_thread(compute_features, wave, version=meta.feature_version)
+            windows = split_windows(features, meta.window)
+            if self.batching:
+                chunks = await self._batched(windows)
+            else:
+                chunks = await asyncio.to_thread(forward_windows, loaded.model, windows, meta.window, device=self.device)
+
         def decoded(c: InferenceConfig) -> list[dict[str, Any]]:
             events = detections_from_chunks(chunks, features.shape[0], meta.window, meta.artifact_types, c, duration_ms)
             return [detection_dict(e) for e in events]

@@ -28,6 +28,7 @@ from cluster.blob_keys import CUSTOM_MODELS_PREFIX
 from cluster.db import open_session
 from schemas.stt import BASE_MODELS
 from serve_app.deployments.replica import LoadedModel, ModelReplica, ModelUnavailable
+from serve_app.metrics import model_call
 from train_jobs.base_models import load_base_model
 from train_jobs.models.stt import load_stt_checkpoint
 from train_jobs.stt_decoding import transcribe_batch
@@ -100,13 +101,15 @@ class Transcriber(ModelReplica):
 
         Raises ``AudioDecodeError`` for unreadable audio and ``ModelUnavailable`` for a bad reference.
         """
-        _, loaded = await self.requested_model()
-        wave, _ = await self.read_audio(audio, audio_key)
-        terms = tuple(str(t) for t in boost_terms)
-        if self.batching:
-            return await self._batched((wave, terms))
-        result = await asyncio.to_thread(transcribe_batch, loaded.model, loaded.meta, [wave], item_terms=[terms])
-        return result[0].to_dict()
+        ref, loaded = await self.requested_model()
+        with model_call("stt", ref if ref in BASE_MODELS else "custom") as call:
+            wave, duration = await self.read_audio(audio, audio_key)
+            call.audio_s = duration / 1000
+            terms = tuple(str(t) for t in boost_terms)
+            if self.batching:
+                return await self._batched((wave, terms))
+            result = await asyncio.to_thread(transcribe_batch, loaded.model, loaded.meta, [wave], item_terms=[terms])
+            return result[0].to_dict()
 
     @serve.batch(
         max_batch_size=DEFAULT_MAX_BATCH_SIZE, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_S, max_concurrent_batches=CONCURRENT_BATCHES
