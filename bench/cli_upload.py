@@ -55,7 +55,7 @@ def main() -> None:
     from serve_app.app import APP_NAME, AppArgs, build_app
     from tests.factories import Client, wait_for
 
-    local = start_local_platform()
+    local = start_local_platform(num_cpus=(os.cpu_count() or 2) + 2)  # room for Ray Data beside the replicas
     serve.run(build_app(AppArgs(settings=local.overrides)), name=APP_NAME, route_prefix="/")
     c = Client(local.base_url, local.key, org_id=local.organization_id)
     folder = Path(tempfile.mkdtemp(prefix="fathom-upload-"))

@@ -211,6 +211,7 @@ def test_a_dispatcher_killed_mid_delivery_sends_it_again_with_the_same_id(org, r
     killed = kill_replicas("Dispatcher")
     row = settled(org, endpoint["id"], delivery_id)
     arrivals = receiver.all()
+    print(f"\nrestart: {len({a.id for a in arrivals})} event delivered of 1 expected, in {len(arrivals)} requests")
     assert {a.id for a in arrivals} == {delivery_id} and len(arrivals) >= 2  # deduplicated by id: one event
     assert all(a.verified_by == ["current"] for a in arrivals)
     assert row["status"] == "succeeded" and [a["status_code"] for a in row["attempts"]] == [200] * (len(arrivals) - 1)
