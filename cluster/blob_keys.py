@@ -35,6 +35,11 @@ def inference_audio_key(job_id: str, file_id: str) -> str:
     return f"inference/{job_id}/{file_id}"
 
 
+def peaks_key(audio_key: str) -> str:
+    """Waveform peaks of the audio stored under ``audio_key`` (``data_pipelines.peaks``), kept beside it."""
+    return f"peaks/{audio_key}.npy"
+
+
 def detector_checkpoint_key(model_id: str) -> str:
     return f"models/detectors/{model_id}.pt"
 

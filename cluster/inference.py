@@ -195,7 +195,9 @@ def finish_file(
         if duration_ms is not None:
             values["duration_ms"] = duration_ms
         if error is None:
-            values.update(status="completed", detections=detections or [], detection_count=len(detections or []), error_message=None)
+            # Each detection gets an id stable for the file's life: reviews name it.
+            detections = [{**d, "id": f"d{i}"} for i, d in enumerate(detections or [])]
+            values.update(status="completed", detections=detections, detection_count=len(detections), error_message=None)
         else:
             values.update(status="failed", error_message=error)
         won = s.execute(

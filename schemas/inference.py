@@ -21,6 +21,7 @@ class InferenceConfig(BaseModel):
 
 
 class Detection(BaseModel):
+    id: str | None = Field(None, description="Stable within its file (reviews name it); null on files processed before ids were kept.")
     artifact_type: str
     start_ms: int
     end_ms: int
@@ -107,3 +108,27 @@ class DownloadUrl(BaseModel):
     url: str
     expires_in: int
     filename: str
+
+
+class Peaks(BaseModel):
+    """Waveform peaks of a processed file over ``[start_ms, end_ms)``, for drawing it without decoding it.
+
+    ``data`` interleaves each pixel's minimum and maximum, ``[min0, max0, min1, max1, ...]``, as
+    integers where ``scale`` is full scale (divide by it for wavesurfer.js' -1..1 peaks).
+    """
+
+    duration_ms: int
+    start_ms: int
+    end_ms: int
+    pixels_per_second: float
+    scale: int
+    data: list[int]
+
+
+class DetectionWindow(BaseModel):
+    """A file's detections overlapping ``[start_ms, end_ms)``, filtered by type and confidence, in time order."""
+
+    start_ms: int
+    end_ms: int
+    total: int
+    items: list[Detection]

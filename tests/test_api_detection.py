@@ -418,3 +418,45 @@ def test_unconfirmed_inference_uploads_expire(platform, org):
     assert org.get(f"/api/v1/inference-jobs/{job_id}/files/{late}").status_code == 404
     job = wait_for(lambda: (lambda j: j if j["processed_files"] == 2 else None)(get_job(org, job_id)), timeout=60, what="files processed")
     assert (job["status"], job["total_files"], len(job["files"])) == ("completed", 2, 2)
+
+
+def test_a_processed_file_has_peaks_detection_windows_and_range_audio(platform, org):
+    """What a review page reads: peaks at any zoom, detections by window, stable detection ids, audio by Range."""
+    detector = register_detector(platform.settings, org.org_id, ["glitch", "click"])
+    job = org.post("/api/v1/inference-jobs", json={"model_id": detector, "config": {"threshold": 0.3}}).json()["id"]
+    clip = make_clip(6100, duration_s=6.0)
+    data = encode_audio(clip.waveform, 16_000, "wav")
+    pending = org.post(f"/api/v1/inference-jobs/{job}/files/upload-url", json={"filename": "later.wav", "file_size_bytes": 100}).json()
+    r = org.get(f"/api/v1/inference-jobs/{job}/files/{pending['file_id']}/peaks")
+    assert r.status_code == 409 and "processed" in r.json()["detail"]
+    file_id = upload_inference_file(org, job, data, "call.wav")
+    base = f"/api/v1/inference-jobs/{job}/files/{file_id}"
+    wait_for(lambda: org.get(base).json()["status"] == "completed", timeout=120, what="file processed")
+    detections = org.get(base).json()["detections"]
+    assert [d["id"] for d in detections] == [f"d{i}" for i in range(len(detections))]
+
+    whole = org.get(f"{base}/peaks", params={"pixels_per_second": 10}).json()
+    assert (whole["duration_ms"], whole["start_ms"], whole["end_ms"], whole["scale"]) == (6000, 0, 6000, 127)
+    assert len(whole["data"]) == 2 * 60
+    mins, maxs = whole["data"][0::2], whole["data"][1::2]
+    assert all(lo <= hi for lo, hi in zip(mins, maxs))
+    assert abs(max(maxs) - round(min(float(clip.waveform.max()), 1.0) * 127)) <= 1
+    expected_peak = round(float(clip.waveform[16_000:32_000].max()) * 127)
+    one_second = org.get(f"{base}/peaks", params={"pixels_per_second": 1, "start_ms": 1000, "end_ms": 2000}).json()
+    assert len(one_second["data"]) == 2 and abs(one_second["data"][1] - expected_peak) <= 1
+    for bad in ({"pixels_per_second": 0}, {"pixels_per_second": 201}, {"start_ms": 7000}, {"start_ms": 3000, "end_ms": 2000}):
+        r = org.get(f"{base}/peaks", params=bad)
+        assert r.status_code in (400, 422) and "detail" in r.json(), (bad, r.text)
+
+    window = {"start_ms": 1500, "end_ms": 4500, "min_confidence": 0.4}
+    got = org.get(f"{base}/detections", params={**window, "types": "glitch"}).json()
+    want = [d for d in detections if d["end_ms"] > 1500 and d["start_ms"] < 4500 and d["confidence"] >= 0.4 and d["artifact_type"] == "glitch"]
+    assert got["items"] == sorted(want, key=lambda d: (d["start_ms"], d["end_ms"])) and got["total"] == len(want)
+    assert org.get(f"{base}/detections").json()["total"] == len(detections)
+    both = org.get(f"{base}/detections", params={"types": "glitch, click"}).json()["total"]
+    assert both == len(detections)
+
+    url = org.get(f"{base}/download-url").json()["url"]
+    part = requests.get(url, headers={"Range": "bytes=100-1099"}, timeout=30)
+    assert part.status_code == 206 and part.content == data[100:1100]
+    assert part.headers["content-range"] == f"bytes 100-1099/{len(data)}"

@@ -89,6 +89,7 @@ NO_SUCCESS = {
     "PUT /api/v3/custom_models/{model_id}/data": "needs decodable audio",
     "POST /api/v3/stt": "needs decodable audio",
     "POST /api/v1/evaluations": "needs ready (decoded) audio under a published set, or test pairs",
+    "GET /api/v1/inference-jobs/{job_id}/files/{file_id}/peaks": "needs a processed file (the seeded one is never uploaded)",
 }
 
 SEEDED_ODDS = (True, True, True, False)  # a field takes a real value 3 times in 4

@@ -457,7 +457,8 @@ def probes(o: SimpleNamespace, mine: SimpleNamespace, audio: bytes) -> list[Prob
         *[P("POST", ij + "/files/confirm", {"job_id": j}, NOT_FOUND, {"json": {"file_id": o.file}})
           for j in their_jobs],
         *[P("GET", ij + tail, {"job_id": j, "file_id": o.file}, NOT_FOUND)
-          for tail in ("/files/{file_id}", "/files/{file_id}/download-url") for j in their_jobs],
+          for tail in ("/files/{file_id}", "/files/{file_id}/download-url", "/files/{file_id}/peaks", "/files/{file_id}/detections")
+          for j in their_jobs],
         # custom models, their data, training and transcription
         P("POST", "/api/v3/custom_models", {}, NOT_FOUND,
           {"json": {"name": "intruder", "language": "en", "organization_id": o.org_number}}),

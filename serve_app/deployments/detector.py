@@ -22,6 +22,7 @@ from ray import serve
 from cluster import registry
 from cluster.db import open_session
 from cluster.tables import DetectorModel
+from data_pipelines import peaks
 from data_pipelines.features import compute_features
 from schemas.inference import InferenceConfig
 from serve_app.deployments.replica import LoadedModel, ModelReplica, ModelUnavailable
@@ -96,13 +97,15 @@ class Detector(ModelReplica):
         audio_key: str | None = None,
         config: dict[str, Any] | None = None,
         sweep: Sequence[float] = (),
+        peaks_key: str | None = None,
     ) -> dict[str, Any]:
         """Detections for one file: encoded bytes (any supported format), 16 kHz mono float32 samples, or a blob key.
 
         Returns ``{"duration_ms", "detections": [{artifact_type, start_ms, end_ms, confidence}]}``
         through ``train_jobs.detection``, the path training evaluation grades; with ``sweep``
         thresholds also ``"sweep": {"0.3": [detections at threshold 0.3], ...}`` from the same
-        forward pass (evaluations). Raises ``AudioDecodeError`` for unreadable audio and
+        forward pass (evaluations). With ``peaks_key`` the file's waveform peaks are stored there
+        from the signal already decoded (the review page draws them). Raises ``AudioDecodeError`` for unreadable audio and
         ``ModelUnavailable`` for a bad model id.
         """
         cfg = InferenceConfig.model_validate(config or {})
@@ -110,6 +113,8 @@ class Detector(ModelReplica):
         with model_call("detector") as call:
             wave, duration_ms = await self.read_audio(audio, audio_key)
             call.audio_s = duration_ms / 1000
+            if peaks_key:
+                await asyncio.to_thread(self.blobs.put_bytes, peaks_key, peaks.to_bytes(peaks.compute_peaks(wave)))
             meta = loaded.meta
             features = await asyncio.to_thread(compute_features, wave, version=meta.feature_version)
             windows = split_windows(features, meta.window)

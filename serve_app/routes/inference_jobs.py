@@ -8,15 +8,20 @@ from fastapi import APIRouter, Depends, Query
 from sqlalchemy import select
 
 from cluster.accounts import Principal
-from cluster.blob_keys import inference_audio_key
+from cluster.blob_keys import inference_audio_key, peaks_key
+from cluster.blob_signing import BlobNotFound
 from cluster.registry import RegistryError, resolve_detector
 from cluster.inference import cancel_job, file_refusal, job_counts, model_refusal, queue_file
 from cluster.pending_uploads import expire_inference_uploads, expired_message, upload_cutoff
 from cluster.tables import InferenceFile, InferenceJob, new_id
 from cluster.uploads import UploadError, display_filename, finish_upload, start_upload
 from schemas.auth import DETECTION_READ, DETECTION_WRITE
-from schemas.common import Id, Page
+from data_pipelines import peaks
+from data_pipelines.peaks import BASE_BUCKETS_PER_S
+from schemas.common import Id, Page, Text
+from schemas.datasets import MAX_SPAN_MS
 from schemas.inference import (
+    DetectionWindow,
     DownloadUrl,
     FileConfirm,
     FileUploadRequest,
@@ -26,6 +31,7 @@ from schemas.inference import (
     InferenceJobDetail,
     InferenceJobPublic,
     InferenceJobStatus,
+    Peaks,
 )
 from serve_app.deps import BlobsDep, PageDep, SessionDep, SettingsDep, require
 from serve_app.errors import V1_ROUTE_ERRORS, ApiError, v1_errors
@@ -249,3 +255,59 @@ def file_download_url(
         raise ApiError(409, "File upload was not confirmed")
     url = blobs.presigned_get(row.blob_key, expires_s=settings.download_url_expiry_s, filename=row.original_filename)
     return DownloadUrl(url=url, expires_in=settings.download_url_expiry_s, filename=row.original_filename)
+
+
+MAX_PEAK_PIXELS = 200_000  # about 1 MB of JSON: a longer window needs fewer pixels per second
+
+
+@router.get("/{job_id}/files/{file_id}/peaks", response_model=Peaks, responses=v1_errors(400, 404, 409))
+def file_peaks(
+    job_id: Id,
+    file_id: Id,
+    session: SessionDep,
+    blobs: BlobsDep,
+    principal: Reader,
+    pixels_per_second: Annotated[float, Query(gt=0, le=BASE_BUCKETS_PER_S, description="Zoom: min/max pairs per second of audio.")] = 20.0,
+    start_ms: Annotated[int, Query(ge=0, le=MAX_SPAN_MS)] = 0,
+    end_ms: Annotated[int | None, Query(gt=0, le=MAX_SPAN_MS, description="Default: the end of the file.")] = None,
+) -> Peaks:
+    """Waveform peaks computed when the file was processed, at the requested zoom, over a time window."""
+    row = _file(session, _job(session, principal, job_id), file_id)
+    if row.status != "completed":
+        raise ApiError(409, f"Peaks are computed when the file is processed; this file is {row.status}")
+    try:
+        base = peaks.from_bytes(blobs.get_bytes(peaks_key(row.blob_key)))
+    except BlobNotFound:
+        raise ApiError(409, "This file was processed before peaks were kept; no peaks are stored for it") from None
+    duration = row.duration_ms or len(base) * 1000 // peaks.BASE_BUCKETS_PER_S
+    end = min(end_ms if end_ms is not None else duration, duration)
+    if end <= start_ms:
+        raise ApiError(400, f"start_ms must be before end_ms and the file's end ({duration} ms)", details={"duration_ms": duration})
+    if (end - start_ms) / 1000 * pixels_per_second > MAX_PEAK_PIXELS:
+        raise ApiError(400, f"at most {MAX_PEAK_PIXELS} pixels per answer: lower pixels_per_second or narrow the window")
+    pixels = peaks.window(base, pixels_per_second, start_ms, end)
+    return Peaks(duration_ms=duration, start_ms=start_ms, end_ms=end, pixels_per_second=pixels_per_second,
+                 scale=peaks.PEAKS_SCALE, data=pixels.reshape(-1).tolist())
+
+
+@router.get("/{job_id}/files/{file_id}/detections", response_model=DetectionWindow, responses=v1_errors(404))
+def file_detections(
+    job_id: Id,
+    file_id: Id,
+    session: SessionDep,
+    principal: Reader,
+    start_ms: Annotated[int, Query(ge=0, le=MAX_SPAN_MS)] = 0,
+    end_ms: Annotated[int, Query(gt=0, le=MAX_SPAN_MS)] = MAX_SPAN_MS,
+    types: Annotated[Text | None, Query(max_length=2000, description="Only these artifact types, comma-separated.")] = None,
+    min_confidence: Annotated[float, Query(ge=0, le=1)] = 0.0,
+) -> DetectionWindow:
+    """The detections overlapping a time window: a file with thousands of them is read a view at a time."""
+    row = _file(session, _job(session, principal, job_id), file_id)
+    wanted = {t.strip() for t in types.split(",") if t.strip()} if types else None
+    items = sorted(
+        (d for d in row.detections or []
+         if d["end_ms"] > start_ms and d["start_ms"] < end_ms and d["confidence"] >= min_confidence
+         and (wanted is None or d["artifact_type"] in wanted)),
+        key=lambda d: (d["start_ms"], d["end_ms"]),
+    )
+    return DetectionWindow(start_ms=start_ms, end_ms=end_ms, total=len(items), items=items)
