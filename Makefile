@@ -30,7 +30,7 @@ test: install system-deps
 # The API and storage tests again, on PostgreSQL (what multi-node deployments use).
 test-postgres: install
 	FATHOM_TEST_DATABASE=postgres $(PY) -m pytest tests/test_api_*.py tests/test_queue.py tests/test_rate_limits.py tests/test_uploads.py tests/test_migrations.py \
-	  tests/test_hostile_input.py tests/test_security.py::test_a_key_cannot_mint_a_key_that_outlives_it tests/postgres tests/test_registry.py tests/test_evaluation_claims.py tests/test_promotion_gates.py tests/test_evaluations.py tests/test_webhook_outbox.py
+	  tests/test_hostile_input.py tests/test_security.py::test_a_key_cannot_mint_a_key_that_outlives_it tests/postgres tests/test_registry.py tests/test_evaluation_claims.py tests/test_promotion_gates.py tests/test_evaluations.py tests/test_webhook_outbox.py tests/test_reviews.py
 
 bench: install system-deps
 	$(PY) -m pip install --quiet -e '.[test,bench]'

@@ -423,7 +423,7 @@ def test_unconfirmed_inference_uploads_expire(platform, org):
 def test_a_processed_file_has_peaks_detection_windows_and_range_audio(platform, org):
     """What a review page reads: peaks at any zoom, detections by window, stable detection ids, audio by Range."""
     detector = register_detector(platform.settings, org.org_id, ["glitch", "click"])
-    job = org.post("/api/v1/inference-jobs", json={"model_id": detector, "config": {"threshold": 0.3}}).json()["id"]
+    job = org.post("/api/v1/inference-jobs", json={"model_id": detector, "config": {"threshold": 0.0, "min_duration_ms": 0}}).json()["id"]
     clip = make_clip(6100, duration_s=6.0)
     data = encode_audio(clip.waveform, 16_000, "wav")
     pending = org.post(f"/api/v1/inference-jobs/{job}/files/upload-url", json={"filename": "later.wav", "file_size_bytes": 100}).json()
@@ -433,6 +433,7 @@ def test_a_processed_file_has_peaks_detection_windows_and_range_audio(platform, 
     base = f"/api/v1/inference-jobs/{job}/files/{file_id}"
     wait_for(lambda: org.get(base).json()["status"] == "completed", timeout=120, what="file processed")
     detections = org.get(base).json()["detections"]
+    assert len(detections) == 2  # threshold 0: each type is detected over the whole file, one detection each
     assert [d["id"] for d in detections] == [f"d{i}" for i in range(len(detections))]
 
     whole = org.get(f"{base}/peaks", params={"pixels_per_second": 10}).json()
@@ -460,3 +461,41 @@ def test_a_processed_file_has_peaks_detection_windows_and_range_audio(platform, 
     part = requests.get(url, headers={"Range": "bytes=100-1099"}, timeout=30)
     assert part.status_code == 206 and part.content == data[100:1100]
     assert part.headers["content-range"] == f"bytes 100-1099/{len(data)}"
+
+
+def test_detections_are_reviewed_one_review_each_and_undone(platform, org, other_org):
+    detector = register_detector(platform.settings, org.org_id, ["glitch", "click"])
+    job = org.post("/api/v1/inference-jobs", json={"model_id": detector, "config": {"threshold": 0.0, "min_duration_ms": 0}}).json()["id"]
+    file_id = upload_inference_file(org, job, encode_audio(make_clip(6200, duration_s=4.0).waveform, 16_000, "wav"), "r.wav")
+    base = f"/api/v1/inference-jobs/{job}/files/{file_id}"
+    wait_for(lambda: org.get(base).json()["status"] == "completed", timeout=120, what="file processed")
+    d0, d1 = org.get(base).json()["detections"]  # threshold 0: one detection per type, the whole file
+
+    accepted = org.post(f"{base}/reviews", json={"detection_id": d0["id"], "action": "accept"})
+    assert accepted.status_code == 201, accepted.text
+    assert accepted.json()["reviewed_by"] and accepted.json()["artifact_type"] is None
+    r = org.post(f"{base}/reviews", json={"detection_id": d1["id"], "action": "correct", "start_ms": d1["start_ms"] + 40, "note": "later"})
+    assert r.status_code == 201 and (r.json()["artifact_type"], r.json()["start_ms"], r.json()["end_ms"]) == (
+        d1["artifact_type"], d1["start_ms"] + 40, d1["end_ms"])
+    flipped = org.post(f"{base}/reviews", json={"detection_id": d0["id"], "action": "reject"})  # replaces the accept
+    assert flipped.status_code == 201 and flipped.json()["id"] == accepted.json()["id"] and flipped.json()["action"] == "reject"
+    listed = org.get(f"{base}/reviews").json()
+    assert (listed["total"], listed["reviewed"], listed["detections"]) == (2, 2, len(org.get(base).json()["detections"]))
+    assert {x["detection_id"]: x["action"] for x in listed["items"]} == {d0["id"]: "reject", d1["id"]: "correct"}
+
+    for bad, status in (
+        ({"detection_id": "d99999", "action": "accept"}, 404),
+        ({"detection_id": d1["id"], "action": "correct"}, 422),  # corrects nothing
+        ({"detection_id": d1["id"], "action": "accept", "start_ms": 5}, 422),
+        ({"detection_id": d1["id"], "action": "correct", "artifact_type": "hum"}, 400),  # not the model's
+        ({"detection_id": d1["id"], "action": "correct", "start_ms": d1["end_ms"]}, 400),
+        ({"detection_id": d1["id"], "action": "correct", "end_ms": 4001}, 400),  # past the file
+    ):
+        r = org.post(f"{base}/reviews", json=bad)
+        assert r.status_code == status and "detail" in r.json(), (bad, r.text)
+    assert other_org.post(f"{base}/reviews", json={"detection_id": d1["id"], "action": "accept"}).status_code == 404
+
+    undo = org.delete(f"{base}/reviews/{flipped.json()['id']}")
+    assert undo.status_code == 204
+    assert org.delete(f"{base}/reviews/{flipped.json()['id']}").status_code == 404
+    assert [x["detection_id"] for x in org.get(f"{base}/reviews").json()["items"]] == [d1["id"]]

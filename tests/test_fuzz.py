@@ -90,6 +90,8 @@ NO_SUCCESS = {
     "POST /api/v3/stt": "needs decodable audio",
     "POST /api/v1/evaluations": "needs ready (decoded) audio under a published set, or test pairs",
     "GET /api/v1/inference-jobs/{job_id}/files/{file_id}/peaks": "needs a processed file (the seeded one is never uploaded)",
+    "POST /api/v1/inference-jobs/{job_id}/files/{file_id}/reviews": "needs a processed file (the seeded one is never uploaded)",
+    "DELETE /api/v1/inference-jobs/{job_id}/files/{file_id}/reviews/{review_id}": "needs a review, of a processed file",
 }
 
 SEEDED_ODDS = (True, True, True, False)  # a field takes a real value 3 times in 4

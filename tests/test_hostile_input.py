@@ -32,6 +32,7 @@ from cluster.accounts import create_api_key
 from cluster.blobs import make_blob_store
 from cluster.db import session_scope, signing_secret
 from cluster.evaluation_tables import Evaluation
+from cluster.review_tables import DetectionReview
 from cluster.tables import TrainingJob
 from data_pipelines.audio import encode_audio
 from serve_app.app import create_api
@@ -149,6 +150,9 @@ def cases(w: SimpleNamespace) -> list[Case]:
         C("POST", ij + "/files/confirm", path=J, json={"file_id": w.file}),
         *[C("GET", ij + "/files/{file_id}" + s, path=F) for s in ("", "/download-url", "/peaks")],
         C("GET", ij + "/files/{file_id}/detections", path=F, query={"types": "glitch,click"}),
+        C("POST", ij + "/files/{file_id}/reviews", path=F, json={"detection_id": "d0", "action": "correct", "artifact_type": "glitch", "note": "n"}),
+        C("GET", ij + "/files/{file_id}/reviews", path=F),
+        C("DELETE", ij + "/files/{file_id}/reviews/{review_id}", path={**F, "review_id": w.review}),
         C("POST", "/blobs/upload", form=w.upload_fields, files={"file": ("a.wav", b"RIFF")}),
         C("GET", "/blobs/download", query=w.download_query),
         C("POST", "/api/v3/custom_models", json=custom),
@@ -326,6 +330,11 @@ def world(platform) -> SimpleNamespace:
         s.add(evaluation)
         s.flush()
         evaluation_id = evaluation.id
+    with session_scope(platform.settings.database_url) as s:  # a review to undo (its file is never processed)
+        review = DetectionReview(organization_id=c.org_id, inference_file_id=file["file_id"], detection_id="d0", action="accept")
+        s.add(review)
+        s.flush()
+        review_id = review.id
     webhook = made(c.post("/api/v1/webhook-endpoints", json={"url": "http://127.0.0.1:9/hostile"}))["id"]
     message = c.post(f"/api/v1/webhook-endpoints/{webhook}/test").json()["delivery_id"]
     blobs = make_blob_store(platform.settings, secret=signing_secret(platform.settings.database_url))
@@ -351,6 +360,7 @@ def world(platform) -> SimpleNamespace:
         evaluation=evaluation_id,
         webhook=webhook,
         message=message,
+        review=review_id,
     )
 
 
@@ -446,7 +456,7 @@ def test_every_string_input_is_swept():
     """Every string input /openapi.json declares is replaced by the sweep (new routes need a case)."""
     dummy = SimpleNamespace(**{k: "x" for k in (
         "dataset", "audio", "set", "detector", "inference_job", "file", "training_job", "key_id", "custom", "registered",
-        "evaluation", "webhook", "message",
+        "evaluation", "webhook", "message", "review",
     )}, annotation={}, annotation_id="x", upload_fields={"key": "k", "policy": "p", "signature": "s", "Content-Type": "audio/wav"},
         download_query={"key": "k", "expires": "1", "filename": "a.wav", "signature": "s"}, audio_bytes=b"")
     swept = set()

@@ -39,6 +39,7 @@ from cluster.blobs import make_blob_store
 from cluster.db import get_engine, init_schema, session_scope, signing_secret
 from cluster.stt_tables import CustomModel
 from cluster.tables import AnnotationSet, ApiKey, Base, TrainingJob, utcnow
+from cluster.review_tables import DetectionReview
 from cluster.webhook_tables import WebhookAttempt, WebhookMessage
 from data_pipelines.audio import encode_audio
 from schemas.auth import (
@@ -333,7 +334,7 @@ PARAM = re.compile(r"{(\w+)(?::\w+)?}")
 ROUTER_MISSES = ("Not Found", "Method Not Allowed")  # the router's own answers: a probe that hit no route
 ID_FIELDS = (
     "dataset", "audio", "set", "annotation", "training_job", "detector", "inference_job", "file", "key_id", "registered", "alias",
-    "evaluation", "webhook",
+    "evaluation", "webhook", "review",
 )
 MESSAGE_ID_FIELDS = ("message",)  # webhook deliveries: msg_... ids
 INT_ID_FIELDS = ("custom", "pair", "org_number", "version")  # v3 ids, and a registry version number
@@ -457,7 +458,12 @@ def probes(o: SimpleNamespace, mine: SimpleNamespace, audio: bytes) -> list[Prob
         *[P("POST", ij + "/files/confirm", {"job_id": j}, NOT_FOUND, {"json": {"file_id": o.file}})
           for j in their_jobs],
         *[P("GET", ij + tail, {"job_id": j, "file_id": o.file}, NOT_FOUND)
-          for tail in ("/files/{file_id}", "/files/{file_id}/download-url", "/files/{file_id}/peaks", "/files/{file_id}/detections")
+          for tail in ("/files/{file_id}", "/files/{file_id}/download-url", "/files/{file_id}/peaks", "/files/{file_id}/detections",
+                       "/files/{file_id}/reviews")
+          for j in their_jobs],
+        *[P("POST", ij + "/files/{file_id}/reviews", {"job_id": j, "file_id": o.file}, NOT_FOUND,
+            {"json": {"detection_id": "d0", "action": "accept"}}) for j in their_jobs],
+        *[P("DELETE", ij + "/files/{file_id}/reviews/{review_id}", {"job_id": j, "file_id": o.file, "review_id": o.review}, NOT_FOUND)
           for j in their_jobs],
         # custom models, their data, training and transcription
         P("POST", "/api/v3/custom_models", {}, NOT_FOUND,
@@ -573,13 +579,18 @@ def target_resources(platform, org: Client) -> tuple[SimpleNamespace, list[str]]
         s.flush()
         s.add(WebhookAttempt(message_id=message.id, status_code=500, response_snippet=f"their receiver {tag}"))
         message_id = message.id
+        review = DetectionReview(organization_id=org.org_id, inference_file_id=file["file_id"], detection_id="d0", action="accept",
+                                 note=f"their review {tag}")
+        s.add(review)
+        s.flush()
+        review_id = review.id
     o = SimpleNamespace(
         dataset=dataset, dataset_name=dataset_name, audio=audio["audio_id"],
         audio_key=audio["key"], set=aset, annotation=note["id"], training_job=training_job, detector=detector,
         inference_job=inference_job, file=file["file_id"], file_key=file["s3_key"], custom=custom["id"],
         custom_name=custom["name"], pair=pair["id"], key_id=key_row_id(platform.settings.database_url, org.key),
         org_number=custom["organization_id"], registered=registered, alias=alias, version=version, evaluation=evaluation_id,
-        webhook=hook, message=message_id,
+        webhook=hook, message=message_id, review=review_id,
     )
     return o, [tag, org.key[: accounts.PREFIX_CHARS], org.org_id, *(getattr(o, f) for f in ID_FIELDS + MESSAGE_ID_FIELDS)]
 

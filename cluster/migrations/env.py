@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from cluster import evaluation_tables, registry_tables, stt_tables, webhook_tables  # noqa: F401  (their tables belong to the same metadata)
+from cluster import evaluation_tables, registry_tables, review_tables, stt_tables, webhook_tables  # noqa: F401  (their tables belong to the same metadata)
 from cluster.tables import Base, UTCDateTime
 
 

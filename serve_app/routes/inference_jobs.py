@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy import select
 
 from cluster.accounts import Principal
@@ -13,7 +13,9 @@ from cluster.blob_signing import BlobNotFound
 from cluster.registry import RegistryError, resolve_detector
 from cluster.inference import cancel_job, file_refusal, job_counts, model_refusal, queue_file
 from cluster.pending_uploads import expire_inference_uploads, expired_message, upload_cutoff
-from cluster.tables import InferenceFile, InferenceJob, new_id
+from cluster import reviews
+from cluster.review_tables import DetectionReview
+from cluster.tables import DetectorModel, InferenceFile, InferenceJob, new_id
 from cluster.uploads import UploadError, display_filename, finish_upload, start_upload
 from schemas.auth import DETECTION_READ, DETECTION_WRITE
 from data_pipelines import peaks
@@ -33,7 +35,8 @@ from schemas.inference import (
     InferenceJobStatus,
     Peaks,
 )
-from serve_app.deps import BlobsDep, PageDep, SessionDep, SettingsDep, require
+from schemas.reviews import ReviewCreate, ReviewList, ReviewPublic
+from serve_app.deps import BlobsDep, PageDep, SessionDep, SettingsDep, fetch_window, require
 from serve_app.errors import V1_ROUTE_ERRORS, ApiError, v1_errors
 from serve_app.routes.models import owned_model
 
@@ -311,3 +314,48 @@ def file_detections(
         key=lambda d: (d["start_ms"], d["end_ms"]),
     )
     return DetectionWindow(start_ms=start_ms, end_ms=end_ms, total=len(items), items=items)
+
+
+# --- reviews ------------------------------------------------------------------------------------------
+
+REVIEWS = "/{job_id}/files/{file_id}/reviews"
+
+
+@router.post(REVIEWS, status_code=201, response_model=ReviewPublic, responses=v1_errors(400, 404, 409))
+def review_detection(job_id: Id, file_id: Id, body: ReviewCreate, session: SessionDep, principal: Writer) -> DetectionReview:
+    """Accept, reject or correct one detection; a new review of the same detection replaces the old."""
+    job = _job(session, principal, job_id)
+    row = _file(session, job, file_id)
+    if row.status != "completed":
+        raise ApiError(409, f"Only a processed file's detections can be reviewed; this file is {row.status}")
+    model = session.get(DetectorModel, job.model_id)
+    try:
+        values = reviews.review_values(row, list(model.artifact_types), body.detection_id, body.action, body.artifact_type,
+                                       body.start_ms, body.end_ms)
+        review = reviews.record(session, row, body.detection_id, body.action, values, body.note, principal.key_id)
+    except reviews.ReviewError as e:
+        raise ApiError(e.status_code, e.message, details={"detection_id": body.detection_id}) from None
+    session.commit()
+    return review
+
+
+@router.get(REVIEWS, response_model=ReviewList, responses=v1_errors(404))
+def list_reviews(job_id: Id, file_id: Id, session: SessionDep, principal: Reader, page: PageDep) -> ReviewList:
+    """The file's reviews, oldest first, with how many of its detections are reviewed."""
+    row = _file(session, _job(session, principal, job_id), file_id)
+    query = select(DetectionReview).where(DetectionReview.inference_file_id == row.id)
+    items, total = fetch_window(session, query, (DetectionReview.reviewed_at, DetectionReview.id), page.offset, page.page_size)
+    return ReviewList(items=items, total=total, page=page.page, page_size=page.page_size,
+                      detections=len(row.detections or []), reviewed=total)
+
+
+@router.delete(REVIEWS + "/{review_id}", status_code=204, responses=v1_errors(404))
+def undo_review(job_id: Id, file_id: Id, review_id: Id, session: SessionDep, principal: Writer) -> Response:
+    """Undo a review: the detection is unreviewed again."""
+    row = _file(session, _job(session, principal, job_id), file_id)
+    review = session.get(DetectionReview, review_id)
+    if review is None or review.inference_file_id != row.id:
+        raise ApiError(404, "Review not found")
+    session.delete(review)
+    session.commit()
+    return Response(status_code=204)
