@@ -220,7 +220,7 @@ def redeliver(session: Session, message: WebhookMessage) -> None:
     message.retry_base = message.attempts
 
 
-def test_event(session: Session, endpoint: WebhookEndpoint) -> str:
+def send_test_event(session: Session, endpoint: WebhookEndpoint) -> str:
     """Record ``webhook.test`` for this endpoint alone; returns the delivery's id."""
     event = record_event(
         session, endpoint.organization_id, "webhook.test", endpoint.id,

@@ -81,39 +81,23 @@ def get_principal(
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def check_scope(principal: Principal, scope: str) -> Principal:
-    """403 naming ``scope`` unless the key carries it."""
-    if not principal.allows(scope):
-        raise ApiError(
-            403,
-            f"API key lacks the '{scope}' scope",
-            error_code="INSUFFICIENT_SCOPE",
-            details={"required_scope": scope, "key_scopes": sorted(principal.scopes)},
-        )
-    return principal
-
-
-def require(scope: str):
-    """Dependency factory: the key must carry ``scope`` (403 otherwise)."""
-
-    def _check(principal: PrincipalDep) -> Principal:
-        return check_scope(principal, scope)
-
-    return _check
-
-
-def require_any(*scopes: str):
-    """Dependency factory: the key must carry one of ``scopes`` (403 naming them otherwise)."""
-
-    def _check(principal: PrincipalDep) -> Principal:
-        if not any(principal.allows(scope) for scope in scopes):
-            raise ApiError(
-                403,
-                f"API key lacks one of the scopes {', '.join(repr(s) for s in scopes)}",
-                error_code="INSUFFICIENT_SCOPE",
-                details={"required_scopes": list(scopes), "key_scopes": sorted(principal.scopes)},
-            )
+def check_scope(principal: Principal, scope: str, *alternatives: str) -> Principal:
+    """403 naming the scope (or every alternative) unless the key carries ``scope`` or one of ``alternatives``."""
+    scopes = (scope, *alternatives)
+    if any(principal.allows(s) for s in scopes):
         return principal
+    if alternatives:
+        message, details = f"API key lacks one of the scopes {', '.join(repr(s) for s in scopes)}", {"required_scopes": list(scopes)}
+    else:
+        message, details = f"API key lacks the '{scope}' scope", {"required_scope": scope}
+    raise ApiError(403, message, error_code="INSUFFICIENT_SCOPE", details={**details, "key_scopes": sorted(principal.scopes)})
+
+
+def require(scope: str, *alternatives: str):
+    """Dependency factory: the key must carry ``scope`` or one of ``alternatives`` (403 otherwise)."""
+
+    def _check(principal: PrincipalDep) -> Principal:
+        return check_scope(principal, scope, *alternatives)
 
     return _check
 

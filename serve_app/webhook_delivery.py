@@ -9,11 +9,13 @@ Bodies are signed with ``standardwebhooks``: one ``v1,`` signature per live secr
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import random
 import time
 from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -33,7 +35,7 @@ MAX_IN_FLIGHT = 64  # attempts awaiting an answer; a slow receiver holds one for
 
 def body_bytes(plan: Plan, public_url: str) -> str:
     """The event with its links made absolute: the same text on every attempt of a delivery."""
-    body = json.loads(json.dumps(plan.body))
+    body = copy.deepcopy(plan.body)
     data = body.get("data") or {}
     data["links"] = {k: f"{public_url}{v}" if v.startswith("/") else v for k, v in (data.get("links") or {}).items()}
     return json.dumps(body, separators=(",", ":"), sort_keys=True)
@@ -50,8 +52,6 @@ def _retry_after(response: httpx.Response) -> float | None:
     try:
         return max(float(value), 0.0)
     except ValueError:
-        from email.utils import parsedate_to_datetime
-
         try:
             return max((parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds(), 0.0)
         except (TypeError, ValueError):

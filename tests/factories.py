@@ -238,3 +238,25 @@ def race(call: Callable[[], Any], n: int = 4) -> list[Any]:
     for t in threads:
         t.join()
     return results
+
+
+def inference_rows(url: str, organization_id: str, files: list[dict[str, Any]], *, job_status: str = "processing") -> tuple[str, list[str]]:
+    """An inference job of a model row (no checkpoint) with one file row per dict of field overrides,
+    written straight to the database: for tests of the state functions, no Serve app involved."""
+    from cluster.tables import DetectorModel, InferenceFile, InferenceJob
+
+    with session_scope(url) as s:
+        model = DetectorModel(organization_id=organization_id, artifact_types=["glitch"], checkpoint_key="models/x.pt")
+        s.add(model)
+        s.flush()
+        job = InferenceJob(organization_id=organization_id, model_id=model.id, status=job_status)
+        s.add(job)
+        s.flush()
+        rows = [
+            InferenceFile(organization_id=organization_id, inference_job_id=job.id, original_filename=f"{i}.wav", content_type="audio/wav",
+                          declared_size=10, blob_key=f"k{i}", **{"status": "processing", **fields})
+            for i, fields in enumerate(files)
+        ]
+        s.add_all(rows)
+        s.flush()
+        return job.id, [r.id for r in rows]

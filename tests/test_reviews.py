@@ -8,8 +8,8 @@ from cluster import reviews
 from cluster.accounts import create_organization
 from cluster.db import init_schema, open_session, session_scope
 from cluster.review_tables import DetectionReview
-from cluster.tables import DetectorModel, InferenceFile, InferenceJob
-from tests.factories import race
+from cluster.tables import InferenceFile
+from tests.factories import inference_rows, race
 
 
 def test_racing_reviews_of_one_detection_leave_one_review(private_database_url):
@@ -17,18 +17,8 @@ def test_racing_reviews_of_one_detection_leave_one_review(private_database_url):
     init_schema(url)
     with session_scope(url) as s:
         org = create_organization(s, "reviews").id
-        model = DetectorModel(organization_id=org, artifact_types=["glitch"], checkpoint_key="models/x.pt")
-        s.add(model)
-        s.flush()
-        job = InferenceJob(organization_id=org, model_id=model.id, status="completed")
-        s.add(job)
-        s.flush()
-        row = InferenceFile(organization_id=org, inference_job_id=job.id, original_filename="a.wav", content_type="audio/wav",
-                            declared_size=1, blob_key="k", status="completed", duration_ms=1000,
-                            detections=[{"id": "d0", "artifact_type": "glitch", "start_ms": 100, "end_ms": 200, "confidence": 0.9}])
-        s.add(row)
-        s.flush()
-        file_id = row.id
+    detection = {"id": "d0", "artifact_type": "glitch", "start_ms": 100, "end_ms": 200, "confidence": 0.9}
+    _, (file_id,) = inference_rows(url, org, [{"status": "completed", "duration_ms": 1000, "detections": [detection]}], job_status="completed")
     actions = iter(["accept", "reject", "accept", "reject", "accept", "reject"])
 
     def review() -> str:

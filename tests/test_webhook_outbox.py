@@ -17,10 +17,10 @@ from cluster.db import init_schema, open_session, session_scope
 from cluster.evaluation_tables import OutboxEvent
 from cluster.outbox import record_event
 from cluster.stt_tables import CustomModel
-from cluster.tables import AnnotationSet, Dataset, DetectorModel, InferenceFile, InferenceJob, TrainingJob, utcnow
+from cluster.tables import AnnotationSet, Dataset, TrainingJob, utcnow
 from cluster.webhook_tables import WebhookAttempt, WebhookEndpoint, WebhookMessage
 from schemas.settings import Settings
-from tests.factories import race
+from tests.factories import inference_rows, race
 
 SCHEDULE = [0.0, 10.0, 20.0]
 
@@ -80,27 +80,9 @@ def test_an_event_rolls_back_with_its_cause(org):
     assert events(url, org_id) == [] and messages(url, target) == []
 
 
-def _inference_job(url: str, org_id: str, n_files: int) -> tuple[str, list[str]]:
-    with session_scope(url) as s:
-        model = DetectorModel(organization_id=org_id, artifact_types=["glitch"], checkpoint_key="models/x.pt")
-        s.add(model)
-        s.flush()
-        job = InferenceJob(organization_id=org_id, model_id=model.id, status="processing")
-        s.add(job)
-        s.flush()
-        files = [
-            InferenceFile(organization_id=org_id, inference_job_id=job.id, original_filename=f"{i}.wav", content_type="audio/wav",
-                          declared_size=10, blob_key=f"k{i}", status="processing")
-            for i in range(n_files)
-        ]
-        s.add_all(files)
-        s.flush()
-        return job.id, [f.id for f in files]
-
-
 def test_inference_jobs_announce_completion_failure_and_cancellation(org):
     url, org_id, _ = org
-    job_id, files = _inference_job(url, org_id, 2)
+    job_id, files = inference_rows(url, org_id, [{}, {}])
     inference.finish_file(url, files[0], detections=[{"artifact_type": "glitch"}], duration_ms=1000)
     assert events(url, org_id) == []  # one file still processing
     inference.finish_file(url, files[1], error="could not decode")
@@ -108,10 +90,10 @@ def test_inference_jobs_announce_completion_failure_and_cancellation(org):
     assert done["type"] == "inference_job.completed" and done["data"]["ids"]["inference_job_id"] == job_id
     assert done["data"]["summary"] == {"total_files": 2, "processed_files": 2, "failed_files": 1, "total_detections": 1}
 
-    failing, _ = _inference_job(url, org_id, 1)
+    failing, _ = inference_rows(url, org_id, [{}])
     assert inference.record_job_failure(url, failing, "Model is archived")
     assert not inference.record_job_failure(url, failing, "again")  # ended once, announced once
-    cancelled, _ = _inference_job(url, org_id, 1)
+    cancelled, _ = inference_rows(url, org_id, [{}])
     with session_scope(url) as s:
         assert inference.cancel_job(s, cancelled)
     types = [(e["type"], e["data"]["ids"]["inference_job_id"], e["data"]["error"]) for e in events(url, org_id)[1:]]

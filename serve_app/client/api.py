@@ -11,13 +11,14 @@ either API, and a server that cannot be reached, raises ``FathomError`` with the
 
 from __future__ import annotations
 
-import mimetypes
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import httpx
+
+from schemas.audio_formats import CONTENT_TYPES
 
 DEFAULT_TIMEOUT_S = 60.0
 UPLOAD_TIMEOUT_S = 600.0
@@ -231,4 +232,6 @@ class FathomClient:
 
 
 def _content_type(path: Path) -> str:
-    return mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    """The audio type the server lists for the file's extension; the generic type otherwise (the extension decides)."""
+    suffix = path.suffix.lower()
+    return next((mime for mime, exts in CONTENT_TYPES.items() if suffix in exts), "application/octet-stream")

@@ -12,7 +12,9 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".webm")
+from schemas.audio_formats import SUPPORTED_EXTENSIONS
+
+AUDIO_SUFFIXES = tuple(sorted(SUPPORTED_EXTENSIONS))  # what the server accepts and decodes
 
 
 class FormatError(ValueError):

@@ -37,13 +37,13 @@ from schemas.webhooks import (
     WebhookEndpointUpdate,
     WebhookTest,
 )
-from serve_app.deps import PageDep, SessionDep, SettingsDep, fetch_window, require_any
+from serve_app.deps import PageDep, SessionDep, SettingsDep, fetch_window, require
 from serve_app.errors import V1_ROUTE_ERRORS, ApiError, v1_errors
 
 router = APIRouter(prefix="/api/v1", tags=["webhooks"], responses=v1_errors(*V1_ROUTE_ERRORS))
 
-Reader = Annotated[Principal, Depends(require_any(DETECTION_READ, CUSTOM_MODELS_READ))]
-Writer = Annotated[Principal, Depends(require_any(DETECTION_WRITE, CUSTOM_MODELS_WRITE))]
+Reader = Annotated[Principal, Depends(require(DETECTION_READ, CUSTOM_MODELS_READ))]
+Writer = Annotated[Principal, Depends(require(DETECTION_WRITE, CUSTOM_MODELS_WRITE))]
 EndpointPath = Annotated[Id, Path()]
 MessagePath = Annotated[str, Path(pattern=r"^msg_[A-Za-z0-9_-]{1,36}$")]
 ENDPOINTS = "/webhook-endpoints"
@@ -125,7 +125,7 @@ def test_endpoint(endpoint_id: EndpointPath, session: SessionDep, principal: Wri
     endpoint = _owned(session, principal, endpoint_id)
     if not endpoint.enabled:
         raise ApiError(409, "Webhook endpoint is disabled; enable it first", details={"disabled_reason": endpoint.disabled_reason})
-    delivery_id = webhooks.test_event(session, endpoint)
+    delivery_id = webhooks.send_test_event(session, endpoint)
     session.commit()
     return WebhookTest(delivery_id=delivery_id)
 
