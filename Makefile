@@ -12,18 +12,36 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# The review pages' front-end packages (wavesurfer.js), from npm by the lockfile, into a git-ignored folder.
+UI_DIR   := serve_app/ui
+UI_STAMP := $(UI_DIR)/node_modules/.installed
 
-# espeak-ng makes the test speech; installed when missing (needs root or sudo).
+$(UI_STAMP): $(UI_DIR)/package.json $(UI_DIR)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  cd $(UI_DIR) && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else \
+	  echo "Node.js and npm are not installed: the pages under /ui/ need them (Debian: apt-get install nodejs npm)."; \
+	  echo "The REST API works without them."; \
+	fi
+
+install: $(STAMP) $(UI_STAMP)
+
+# espeak-ng makes the test speech, Chromium runs the browser tests, npm installs the pages'
+# packages; each installed when missing (needs root or sudo).
 system-deps:
-	@command -v espeak-ng >/dev/null 2>&1 || { \
+	@need=""; \
+	command -v espeak-ng >/dev/null 2>&1 || need="$$need espeak-ng"; \
+	command -v chromium >/dev/null 2>&1 || need="$$need chromium"; \
+	command -v npm >/dev/null 2>&1 || need="$$need nodejs npm"; \
+	if [ -n "$$need" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq espeak-ng; }
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$need; \
+	fi
 
 run: install
 	$(PY) -m cluster.local
 
-test: install system-deps
+test: system-deps install
 	$(PY) -m pytest
 	$(MAKE) test-postgres
 
@@ -37,4 +55,4 @@ bench: install system-deps
 	for b in bench/*.py; do case $$b in */common.py) ;; *) $(PY) $$b || exit 1;; esac; done
 
 clean:
-	rm -rf data .pytest_cache
+	rm -rf data .pytest_cache tests/artifacts

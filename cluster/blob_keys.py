@@ -40,6 +40,11 @@ def peaks_key(audio_key: str) -> str:
     return f"peaks/{audio_key}.npy"
 
 
+def spectrogram_key(audio_key: str) -> str:
+    """Log-mel bands of the audio stored under ``audio_key`` (``data_pipelines.spectrogram``), kept beside it."""
+    return f"spectrograms/{audio_key}.npz"
+
+
 def detector_checkpoint_key(model_id: str) -> str:
     return f"models/detectors/{model_id}.pt"
 

@@ -230,6 +230,7 @@ def main() -> int:
         key = ensure_dev_key(settings)
         print("\nFathom is running")
         print(f"  API        {settings.public_url}   (docs: {settings.public_url}/docs)")
+        print(f"  pages      {settings.public_url}/ui/   (sign in with the API key below)")
         print(f"  dashboard  {settings.dashboard_url}")
         print(f"  database   {settings.database_url}")
         if key:

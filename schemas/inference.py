@@ -125,6 +125,24 @@ class Peaks(BaseModel):
     data: list[int]
 
 
+class Spectrogram(BaseModel):
+    """The detector's log-mel bands over ``[start_ms, end_ms)``, for drawing a window of a processed file.
+
+    ``data`` is base64 of ``frames * bands`` bytes, frame-major, lowest band first; a byte is
+    ``log(mel power + 1e-6)`` mapped linearly from ``[log_low, log_high]`` to ``[0, 255]``. Each
+    frame covers ``ms_per_frame`` (frames are max-pooled when the window has more than ``max_frames``).
+    """
+
+    start_ms: int
+    end_ms: int
+    ms_per_frame: float
+    frames: int
+    bands: int
+    log_low: float
+    log_high: float
+    data: str
+
+
 class DetectionWindow(BaseModel):
     """A file's detections overlapping ``[start_ms, end_ms)``, filtered by type and confidence, in time order."""
 

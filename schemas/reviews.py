@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from schemas.common import ORMModel, Page, Text, UTCTimestamp
+from schemas.common import Id, ORMModel, Page, Text, UTCTimestamp
 from schemas.datasets import MAX_SPAN_MS
 
 ReviewAction = Literal["accept", "reject", "correct"]
@@ -45,3 +45,21 @@ class ReviewPublic(ORMModel):
 class ReviewList(Page[ReviewPublic]):
     detections: int = Field(description="Detections in the file.")
     reviewed: int = Field(description="Detections with a review.")
+
+
+class SendToDataset(BaseModel):
+    dataset_id: Id = Field(description="The dataset that receives the file as audio.")
+    annotation_set_id: Id | None = Field(
+        None, description="A draft set of that dataset for the annotations; omitted: a new draft set is started."
+    )
+
+
+class SentToDataset(BaseModel):
+    """What sending a reviewed file made: the dataset's copy of the audio and the draft set's new annotations."""
+
+    dataset_id: str
+    audio_id: str = Field(description="The new dataset audio (a copy of the file's blob, queued for processing).")
+    annotation_set_id: str
+    annotation_set_version: int
+    annotations_created: int = Field(description="One per accepted or corrected detection, with the corrected type and bounds.")
+    reviewed_negatives: int = Field(description="Rejected detections, recorded in the annotations' extra_data.")

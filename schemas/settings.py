@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     # Browser origins (scheme://host[:port]) whose pages may call both APIs, comma-separated in
     # the environment; "*" for any (then without credentials). Empty: no CORS headers at all.
     cors_allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    ui_test_hooks: bool = False  # the pages expose their state on window.fathomTest (browser tests only)
 
     # --- Ray -------------------------------------------------------------------------
     ray_address: str | None = None  # None: start a local head (make run)

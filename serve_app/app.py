@@ -28,6 +28,7 @@ from serve_app.deployments.transcriber import Transcriber
 from serve_app.dispatcher import Dispatcher
 from serve_app.docs import install_docs
 from serve_app.errors import install_error_handlers
+from serve_app.pages import install_pages
 from serve_app.rate_limits import RATE_HEADERS, RateLimitHeaders
 from serve_app.routes import (
     annotations,
@@ -97,6 +98,7 @@ def create_api(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     app.include_router(custom_models.router)
     app.include_router(stt.router)
+    install_pages(app, settings)
     return app
 
 

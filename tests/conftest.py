@@ -102,6 +102,7 @@ def settings_overrides(database_url, tmp_path_factory) -> dict:
         "webhook_retry_schedule_s": WEBHOOK_TEST_SCHEDULE_S,
         "webhook_timeout_s": 4.0,
         "webhook_lease_s": 8.0,
+        "ui_test_hooks": True,  # the pages expose their state to the browser tests
     }
 
 
@@ -168,3 +169,16 @@ def org(platform) -> Client:
 @pytest.fixture
 def other_org(platform) -> Client:
     return platform.org(f"other-{uuid.uuid4().hex[:6]}")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium, headless, driven by Playwright (no browser download)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser import launch_chromium
+
+    with sync_playwright() as p:
+        chromium = launch_chromium(p)
+        yield chromium
+        chromium.close()

@@ -90,9 +90,11 @@ def training_log(client: Client, job_id: str, page_size: int = 100) -> list[dict
     raise AssertionError("the training log did not end")
 
 
-def register_detector(settings: Any, organization_id: str, artifact_types: list[str], feature_version: int | None = None, **fields: Any) -> str:
-    """A detector model row plus an (untrained) checkpoint in the blob store: for API tests
-    that need a model without training one (``feature_version``: the current set unless given)."""
+def register_detector(settings: Any, organization_id: str, artifact_types: list[str], feature_version: int | None = None,
+                      model: Any = None, **fields: Any) -> str:
+    """A detector model row plus a checkpoint in the blob store, for API tests that need a model
+    without training one: ``model`` (a FrameDetector) or an untrained one (``feature_version``:
+    the current set unless given)."""
     from cluster.blobs import make_blob_store
     from cluster.db import init_schema
     from cluster.tables import DetectorModel, new_id
@@ -101,7 +103,7 @@ def register_detector(settings: Any, organization_id: str, artifact_types: list[
     from train_jobs.windows import WindowSpec
 
     version = feature_version or FEATURE_VERSION
-    model = FrameDetector(DetectorDims(n_features=feature_count(version), n_classes=len(artifact_types)))
+    model = model or FrameDetector(DetectorDims(n_features=feature_count(version), n_classes=len(artifact_types)))
     data = save_checkpoint(model, artifact_types=artifact_types, window=WindowSpec.from_ms(500, 250), feature_version=version)
     blobs = make_blob_store(settings, secret=init_schema(settings.database_url).signing_secret.encode())
     model_id = new_id()

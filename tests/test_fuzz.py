@@ -91,6 +91,8 @@ NO_SUCCESS = {
     "POST /api/v1/evaluations": "needs ready (decoded) audio under a published set, or test pairs",
     "GET /api/v1/inference-jobs/{job_id}/files/{file_id}/peaks": "needs a processed file (the seeded one is never uploaded)",
     "POST /api/v1/inference-jobs/{job_id}/files/{file_id}/reviews": "needs a processed file (the seeded one is never uploaded)",
+    "GET /api/v1/inference-jobs/{job_id}/files/{file_id}/spectrogram": "needs a processed file (the seeded one is never uploaded)",
+    "POST /api/v1/inference-jobs/{job_id}/files/{file_id}/send-to-dataset": "needs a processed, reviewed file",
     "DELETE /api/v1/inference-jobs/{job_id}/files/{file_id}/reviews/{review_id}": "needs a review, of a processed file",
 }
 

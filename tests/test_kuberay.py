@@ -475,7 +475,11 @@ def instructions(text: str) -> list[tuple[str, str]]:
 def test_dockerfile_installs_fathom_as_a_non_root_user():
     steps = instructions(DOCKERFILE.read_text())
     bases = [args.split()[0] for kw, args in steps if kw == "FROM"]
-    assert len(bases) == 1 and re.fullmatch(r"python:3\.11-slim(-\w+)?|rayproject/ray:2\.60\.0-py311(-\w+)?", bases[0])
+    # One image, and a build stage before it that installs the pages' npm packages by the lockfile.
+    assert len(bases) == 2 and re.fullmatch(r"python:3\.11-slim(-\w+)?|rayproject/ray:2\.60\.0-py311(-\w+)?", bases[-1])
+    assert re.fullmatch(r"node:\d+-slim AS pages", next(args for kw, args in steps if kw == "FROM"))
+    assert any(kw == "RUN" and args.startswith("npm ci") for kw, args in steps)
+    assert any(kw == "COPY" and args.startswith("--from=pages ") and args.endswith("serve_app/ui/node_modules") for kw, args in steps)
     runs = [args for kw, args in steps if kw == "RUN"]
     assert any(re.search(r"pip install --no-cache-dir (--no-deps )?\.( |$)", r) for r in runs)
     users = [args for kw, args in steps if kw == "USER"]

@@ -365,7 +365,7 @@ class Probe:
 
     @property
     def url(self) -> str:
-        return self.route.format(**self.params)
+        return re.sub(r"\{(\w+):\w+\}", r"{\1}", self.route).format(**self.params)  # {path:path}: a converter
 
     def text(self) -> str:
         return f"{self.url} {self.kwargs!r}"
@@ -409,6 +409,9 @@ def probes(o: SimpleNamespace, mine: SimpleNamespace, audio: bytes) -> list[Prob
         # public, or credentialed by a signature rather than a key
         *[P(m, p, {}, OWN) for p in docs for m in ("GET", "HEAD")],
         P("GET", "/healthz", {}, OWN),
+        # the pages: one public HTML page whatever the path names (the data comes through the API)
+        *[P(m, p, {}, OWN) for p in ("/ui", "/ui/") for m in ("GET", "HEAD")],
+        *[P(m, "/ui/{path:path}", {"path": o.inference_job}, OWN) for m in ("GET", "HEAD")],
         P("POST", "/blobs/upload", {}, FORBIDDEN, {"data": forged_post, "files": {"file": b"overwritten"}}),
         P("GET", "/blobs/download", {}, FORBIDDEN, {"params": forged_get}),
         # keys
@@ -459,12 +462,14 @@ def probes(o: SimpleNamespace, mine: SimpleNamespace, audio: bytes) -> list[Prob
           for j in their_jobs],
         *[P("GET", ij + tail, {"job_id": j, "file_id": o.file}, NOT_FOUND)
           for tail in ("/files/{file_id}", "/files/{file_id}/download-url", "/files/{file_id}/peaks", "/files/{file_id}/detections",
-                       "/files/{file_id}/reviews")
+                       "/files/{file_id}/reviews", "/files/{file_id}/spectrogram")
           for j in their_jobs],
         *[P("POST", ij + "/files/{file_id}/reviews", {"job_id": j, "file_id": o.file}, NOT_FOUND,
             {"json": {"detection_id": "d0", "action": "accept"}}) for j in their_jobs],
         *[P("DELETE", ij + "/files/{file_id}/reviews/{review_id}", {"job_id": j, "file_id": o.file, "review_id": o.review}, NOT_FOUND)
           for j in their_jobs],
+        *[P("POST", ij + "/files/{file_id}/send-to-dataset", {"job_id": j, "file_id": o.file}, NOT_FOUND,
+            {"json": {"dataset_id": d}}) for j in their_jobs for d in (o.dataset, mine.dataset)],
         # custom models, their data, training and transcription
         P("POST", "/api/v3/custom_models", {}, NOT_FOUND,
           {"json": {"name": "intruder", "language": "en", "organization_id": o.org_number}}),

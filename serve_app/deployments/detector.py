@@ -22,7 +22,7 @@ from ray import serve
 from cluster import registry
 from cluster.db import open_session
 from cluster.tables import DetectorModel
-from data_pipelines import peaks
+from data_pipelines import peaks, spectrogram
 from data_pipelines.features import compute_features
 from schemas.inference import InferenceConfig
 from serve_app.deployments.replica import LoadedModel, ModelReplica, ModelUnavailable
@@ -98,6 +98,7 @@ class Detector(ModelReplica):
         config: dict[str, Any] | None = None,
         sweep: Sequence[float] = (),
         peaks_key: str | None = None,
+        spectrogram_key: str | None = None,
     ) -> dict[str, Any]:
         """Detections for one file: encoded bytes (any supported format), 16 kHz mono float32 samples, or a blob key.
 
@@ -105,7 +106,8 @@ class Detector(ModelReplica):
         through ``train_jobs.detection``, the path training evaluation grades; with ``sweep``
         thresholds also ``"sweep": {"0.3": [detections at threshold 0.3], ...}`` from the same
         forward pass (evaluations). With ``peaks_key`` the file's waveform peaks are stored there
-        from the signal already decoded (the review page draws them). Raises ``AudioDecodeError`` for unreadable audio and
+        from the signal already decoded, and with ``spectrogram_key`` its log-mel bands from the features
+already computed (the review page draws both). Raises ``AudioDecodeError`` for unreadable audio and
         ``ModelUnavailable`` for a bad model id.
         """
         cfg = InferenceConfig.model_validate(config or {})
@@ -117,6 +119,10 @@ class Detector(ModelReplica):
                 await asyncio.to_thread(self.blobs.put_bytes, peaks_key, peaks.to_bytes(peaks.compute_peaks(wave)))
             meta = loaded.meta
             features = await asyncio.to_thread(compute_features, wave, version=meta.feature_version)
+            if spectrogram_key:
+                await asyncio.to_thread(
+                    self.blobs.put_bytes, spectrogram_key, spectrogram.to_bytes(spectrogram.from_features(features))
+                )
             windows = split_windows(features, meta.window)
             if self.batching:
                 chunks = await self._batched(windows)

@@ -155,23 +155,33 @@ def detail(session: Session, aset: AnnotationSet) -> AnnotationSetDetail:
 # --- sets ------------------------------------------------------------------------------------
 
 
-@router.post("", status_code=201, response_model=AnnotationSetDetail, responses=v1_errors(409))
-def create_set(dataset_id: Id, session: SessionDep, principal: Writer) -> AnnotationSetDetail:
-    """Start a new draft annotation set; its version is one more than the dataset's latest."""
+def add_draft_set(session: Session, principal: Principal, dataset_id: str) -> AnnotationSet:
+    """A new draft set in the caller's transaction, its version one more than the dataset's latest.
+
+    Each attempt runs in a savepoint: a concurrent creator that took the version (SQLite has no
+    row locks) costs a retry, not the caller's transaction.
+    """
     for _ in range(VERSION_ATTEMPTS):
         dataset = get_dataset(session, principal, dataset_id, lock=True)  # PostgreSQL: one creator at a time
         latest = session.scalar(select(func.max(AnnotationSet.version)).where(AnnotationSet.dataset_id == dataset.id))
         row = AnnotationSet(
             organization_id=principal.organization_id, dataset_id=dataset.id, version=(latest or 0) + 1, status="draft"
         )
-        session.add(row)
         try:
-            session.commit()
+            with session.begin_nested():
+                session.add(row)
         except IntegrityError:
-            session.rollback()  # another request took this version; read the new latest
-            continue
-        return detail(session, row)
+            continue  # another request took this version; read the new latest
+        return row
     raise ApiError(409, "Annotation sets of this dataset are being created concurrently; retry")
+
+
+@router.post("", status_code=201, response_model=AnnotationSetDetail, responses=v1_errors(409))
+def create_set(dataset_id: Id, session: SessionDep, principal: Writer) -> AnnotationSetDetail:
+    """Start a new draft annotation set; its version is one more than the dataset's latest."""
+    row = add_draft_set(session, principal, dataset_id)
+    session.commit()
+    return detail(session, row)
 
 
 @router.get("", response_model=AnnotationSetList)
