@@ -35,14 +35,27 @@ def inference_audio_key(job_id: str, file_id: str) -> str:
     return f"inference/{job_id}/{file_id}"
 
 
+PEAKS_ROOT, SPECTROGRAMS_ROOT = "peaks/", "spectrograms/"
+
+
 def peaks_key(audio_key: str) -> str:
     """Waveform peaks of the audio stored under ``audio_key`` (``data_pipelines.peaks``), kept beside it."""
-    return f"peaks/{audio_key}.npy"
+    return f"{PEAKS_ROOT}{audio_key}.npy"
 
 
 def spectrogram_key(audio_key: str) -> str:
     """Log-mel bands of the audio stored under ``audio_key`` (``data_pipelines.spectrogram``), kept beside it."""
-    return f"spectrograms/{audio_key}.npz"
+    return f"{SPECTROGRAMS_ROOT}{audio_key}.npz"
+
+
+def view_keys(audio_key: str) -> list[str]:
+    """Every page view kept for the audio under ``audio_key``."""
+    return [peaks_key(audio_key), spectrogram_key(audio_key)]
+
+
+def view_prefixes(audio_prefix: str) -> list[str]:
+    """The prefixes holding the page views of all audio under ``audio_prefix``."""
+    return [PEAKS_ROOT + audio_prefix, SPECTROGRAMS_ROOT + audio_prefix]
 
 
 def detector_checkpoint_key(model_id: str) -> str:

@@ -23,6 +23,7 @@ import numpy as np
 from sqlalchemy import select, update
 
 from cluster.blob_keys import features_key
+from data_pipelines.views import store_views
 from cluster.blob_signing import BlobError, BlobNotFound
 from cluster.blob_store import BlobStore
 from cluster.blobs import make_blob_store
@@ -98,7 +99,8 @@ def normalize_row(row: dict[str, Any], *, settings: Settings, secret: bytes) -> 
     ``secret`` is the instance's blob signing secret.
     """
     file_id = row["id"]
-    out = {"id": file_id, "dataset_id": row["dataset_id"], "status": FAILED, "waveform": np.zeros(0, np.float32)}
+    out = {"id": file_id, "dataset_id": row["dataset_id"], "blob_key": row["blob_key"], "status": FAILED,
+           "waveform": np.zeros(0, np.float32)}
     try:
         data = worker_blob_store(settings, secret).get_bytes(row["blob_key"])
         decoded = decode_audio(data, max_seconds=settings.max_audio_seconds)
@@ -124,7 +126,7 @@ def normalize_row(row: dict[str, Any], *, settings: Settings, secret: bytes) -> 
 
 
 def embed_row(row: dict[str, Any], *, settings: Settings, secret: bytes) -> dict[str, Any]:
-    """Compute features, write the shard and mark the file ``ready`` (or ``failed``).
+    """Compute features, write the shard and the page's views, and mark the file ``ready`` (or ``failed``).
 
     In: ``normalize_row``'s output. Out: ``{id, status}``.
     """
@@ -135,7 +137,10 @@ def embed_row(row: dict[str, Any], *, settings: Settings, secret: bytes) -> dict
     key = features_key(row["dataset_id"], file_id)
     blobs = worker_blob_store(settings, secret)
     try:
-        write_feature_shard(blobs, key, file_id, compute_features(np.asarray(row["waveform"], dtype=np.float32)))
+        wave = np.asarray(row["waveform"], dtype=np.float32)
+        features = compute_features(wave)
+        write_feature_shard(blobs, key, file_id, features)
+        store_views(blobs, row["blob_key"], wave, features)  # what the annotation editor draws
     except BlobError as e:
         return {"id": file_id, "status": _retry_later(file_id, e)}
     except Exception as e:

@@ -26,7 +26,6 @@ from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
 from cluster import evaluations, queue
-from cluster.blob_keys import peaks_key, spectrogram_key
 from cluster.blob_signing import BlobError
 from cluster.blobs import make_blob_store
 from cluster.db import init_schema, open_session
@@ -125,7 +124,7 @@ class Dispatcher:
                 return
             # The Detector reads the file from the blob store itself: only the key travels.
             result = await self.detector.options(multiplexed_model_id=model_id).detect.remote(
-                audio_key=key, config=config, peaks_key=peaks_key(key), spectrogram_key=spectrogram_key(key)
+                audio_key=key, config=config, views=True
             )
             await asyncio.to_thread(
                 finish_file, url, file_id, detections=result["detections"], duration_ms=result["duration_ms"]

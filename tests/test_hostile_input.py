@@ -127,6 +127,7 @@ def cases(w: SimpleNamespace) -> list[Case]:
         C("POST", ds + "/audio/confirm", path=D, json={"audio_id": w.audio}),
         C("GET", ds + "/audio", path=D, query={"processing_status": "pending"}),
         *[C(m, ds + "/audio/{audio_id}", path=A) for m in ("GET", "DELETE")],
+        *[C("GET", ds + "/audio/{audio_id}" + s, path=A) for s in ("/download-url", "/peaks", "/spectrogram")],
         *[C(m, ds + "/annotation-sets", path=D) for m in ("GET", "POST")],
         C("GET", sets, path=S),
         C("POST", sets + "/publish", path=S),

@@ -429,6 +429,8 @@ def probes(o: SimpleNamespace, mine: SimpleNamespace, audio: bytes) -> list[Prob
         P("GET", ds + "/audio", their_ds, NOT_FOUND),
         *[P(m, ds + "/audio/{audio_id}", {**p, "audio_id": o.audio}, NOT_FOUND)
           for m in ("GET", "DELETE") for p in (their_ds, my_ds)],
+        *[P("GET", ds + "/audio/{audio_id}" + tail, {**p, "audio_id": o.audio}, NOT_FOUND)
+          for tail in ("/download-url", "/peaks", "/spectrogram") for p in (their_ds, my_ds)],
         # annotation sets and annotations
         P("POST", sets, their_ds, NOT_FOUND),
         P("GET", sets, their_ds, NOT_FOUND),

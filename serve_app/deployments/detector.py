@@ -22,7 +22,7 @@ from ray import serve
 from cluster import registry
 from cluster.db import open_session
 from cluster.tables import DetectorModel
-from data_pipelines import peaks, spectrogram
+from data_pipelines.views import store_views
 from data_pipelines.features import compute_features
 from schemas.inference import InferenceConfig
 from serve_app.deployments.replica import LoadedModel, ModelReplica, ModelUnavailable
@@ -97,17 +97,16 @@ class Detector(ModelReplica):
         audio_key: str | None = None,
         config: dict[str, Any] | None = None,
         sweep: Sequence[float] = (),
-        peaks_key: str | None = None,
-        spectrogram_key: str | None = None,
+        views: bool = False,
     ) -> dict[str, Any]:
         """Detections for one file: encoded bytes (any supported format), 16 kHz mono float32 samples, or a blob key.
 
         Returns ``{"duration_ms", "detections": [{artifact_type, start_ms, end_ms, confidence}]}``
         through ``train_jobs.detection``, the path training evaluation grades; with ``sweep``
         thresholds also ``"sweep": {"0.3": [detections at threshold 0.3], ...}`` from the same
-        forward pass (evaluations). With ``peaks_key`` the file's waveform peaks are stored there
-        from the signal already decoded, and with ``spectrogram_key`` its log-mel bands from the features
-already computed (the review page draws both). Raises ``AudioDecodeError`` for unreadable audio and
+        forward pass (evaluations). With ``views`` (and ``audio_key``) the file's waveform peaks and
+        spectrogram are stored beside it from the signal and features already computed (the review
+        page draws them). Raises ``AudioDecodeError`` for unreadable audio and
         ``ModelUnavailable`` for a bad model id.
         """
         cfg = InferenceConfig.model_validate(config or {})
@@ -115,14 +114,10 @@ already computed (the review page draws both). Raises ``AudioDecodeError`` for u
         with model_call("detector") as call:
             wave, duration_ms = await self.read_audio(audio, audio_key)
             call.audio_s = duration_ms / 1000
-            if peaks_key:
-                await asyncio.to_thread(self.blobs.put_bytes, peaks_key, peaks.to_bytes(peaks.compute_peaks(wave)))
             meta = loaded.meta
             features = await asyncio.to_thread(compute_features, wave, version=meta.feature_version)
-            if spectrogram_key:
-                await asyncio.to_thread(
-                    self.blobs.put_bytes, spectrogram_key, spectrogram.to_bytes(spectrogram.from_features(features))
-                )
+            if views and audio_key:
+                await asyncio.to_thread(store_views, self.blobs, audio_key, wave, features)
             windows = split_windows(features, meta.window)
             if self.batching:
                 chunks = await self._batched(windows)

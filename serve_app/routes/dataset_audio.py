@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from cluster.accounts import Principal
-from cluster.blob_keys import dataset_audio_key
+from cluster.blob_keys import dataset_audio_key, view_keys
 from cluster.pending_uploads import UPLOAD_NEVER_COMPLETED, expire_dataset_uploads, expired_message, upload_cutoff
 from cluster.tables import Annotation, AnnotationSet, AudioFile, new_id
 from cluster.uploads import UploadError, display_filename, finish_upload, start_upload
@@ -24,6 +24,9 @@ from schemas.datasets import (
     AudioUploadUrl,
     ProcessingStatus,
 )
+from schemas.inference import DownloadUrl, Peaks, Spectrogram
+from serve_app import audio_views
+from serve_app.audio_views import PeaksQuery, SpectrogramQuery
 from serve_app.deps import BlobsDep, PageDep, SessionDep, SettingsDep, require
 from serve_app.errors import V1_ROUTE_ERRORS, ApiError, v1_errors
 from serve_app.routes.datasets import get_dataset
@@ -169,9 +172,40 @@ def delete_audio(
             409, f"Audio file is annotated in published annotation set version {published}; "
             "published sets are immutable, so the file cannot be deleted",
         )
-    keys = [k for k in (row.blob_key, row.features_key) if k]
+    keys = [k for k in (row.blob_key, row.features_key) if k] + view_keys(row.blob_key)
     session.delete(row)  # its draft annotations go by ON DELETE CASCADE
     session.commit()
     for key in keys:
         blobs.delete(key)
     return Response(status_code=204)
+
+
+# --- what the annotation editor draws -------------------------------------------------------------
+
+
+@router.get("/{audio_id}/download-url", response_model=DownloadUrl, responses=v1_errors(409))
+def audio_download_url(
+    dataset_id: Id, audio_id: Id, session: SessionDep, settings: SettingsDep, blobs: BlobsDep, principal: Reader
+) -> DownloadUrl:
+    """Short-lived URL of the uploaded audio (answers Range requests: an <audio> element seeks in it)."""
+    row = get_audio(session, principal, dataset_id, audio_id)
+    if row.processing_status == "pending":
+        raise ApiError(409, "Upload was not confirmed")
+    url = blobs.presigned_get(row.blob_key, expires_s=settings.download_url_expiry_s, filename=row.original_filename)
+    return DownloadUrl(url=url, expires_in=settings.download_url_expiry_s, filename=row.original_filename)
+
+
+@router.get("/{audio_id}/peaks", response_model=Peaks, responses=v1_errors(400, 409))
+def audio_peaks(dataset_id: Id, audio_id: Id, session: SessionDep, blobs: BlobsDep, principal: Reader, window: PeaksQuery) -> Peaks:
+    """Waveform peaks computed by the preprocessing run, at the requested zoom, over a time window."""
+    row = get_audio(session, principal, dataset_id, audio_id)
+    return audio_views.peaks_answer(blobs, row.blob_key, row.duration_ms, row.processing_status == "ready", row.processing_status, window)
+
+
+@router.get("/{audio_id}/spectrogram", response_model=Spectrogram, responses=v1_errors(400, 409))
+def audio_spectrogram(
+    dataset_id: Id, audio_id: Id, session: SessionDep, blobs: BlobsDep, principal: Reader, window: SpectrogramQuery
+) -> Spectrogram:
+    """The log-mel bands the detector trains on, over a time window."""
+    row = get_audio(session, principal, dataset_id, audio_id)
+    return audio_views.spectrogram_answer(blobs, row.blob_key, row.duration_ms, row.processing_status == "ready", row.processing_status, window)

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cluster.accounts import Principal
-from cluster.blob_keys import dataset_prefix
+from cluster.blob_keys import dataset_prefix, view_prefixes
 from cluster.tables import Annotation, AnnotationSet, AudioFile, Dataset, TrainingJob
 from schemas.auth import DETECTION_READ, DETECTION_WRITE
 from schemas.common import Id, Page, Text
@@ -121,6 +121,7 @@ def delete_dataset(dataset_id: Id, session: SessionDep, blobs: BlobsDep, princip
     session.delete(row)  # annotation sets, annotations, audio rows and training jobs go by ON DELETE CASCADE
     session.commit()
     removed = blobs.delete_prefix(prefix)
+    removed += sum(blobs.delete_prefix(view_prefix) for view_prefix in view_prefixes(prefix))
     for key in stray_features:
         if not key.startswith(prefix):
             blobs.delete(key)

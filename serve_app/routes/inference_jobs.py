@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 from typing import Annotated
 
-import numpy as np
 from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy import select
 
 from cluster.accounts import Principal
-from cluster.blob_keys import inference_audio_key, peaks_key, spectrogram_key
-from cluster.blob_signing import BlobNotFound
-from cluster.blob_store import BlobStore
+from cluster.blob_keys import inference_audio_key
 from cluster.registry import RegistryError, resolve_detector
 from cluster.inference import cancel_job, file_refusal, job_counts, model_refusal, queue_file
 from cluster.pending_uploads import expire_inference_uploads, expired_message, upload_cutoff
@@ -21,9 +17,6 @@ from cluster.review_tables import DetectionReview
 from cluster.tables import DetectorModel, InferenceFile, InferenceJob, new_id
 from cluster.uploads import UploadError, display_filename, finish_upload, start_upload
 from schemas.auth import DETECTION_READ, DETECTION_WRITE
-from data_pipelines import peaks, spectrogram
-from data_pipelines.features import FRAME_HOP_MS
-from data_pipelines.peaks import BASE_BUCKETS_PER_S
 from schemas.common import Id, Page, Text
 from schemas.datasets import MAX_SPAN_MS, AnnotationCreate
 from schemas.inference import (
@@ -41,6 +34,8 @@ from schemas.inference import (
     Spectrogram,
 )
 from schemas.reviews import ReviewCreate, ReviewList, ReviewPublic, SendToDataset, SentToDataset
+from serve_app import audio_views
+from serve_app.audio_views import PeaksQuery, SpectrogramQuery
 from serve_app.deps import BlobsDep, PageDep, SessionDep, SettingsDep, fetch_window, require
 from serve_app.errors import V1_ROUTE_ERRORS, ApiError, v1_errors
 from serve_app.routes.annotations import InvalidAnnotation, add_draft_set, check_annotation, get_draft
@@ -267,69 +262,20 @@ def file_download_url(
     return DownloadUrl(url=url, expires_in=settings.download_url_expiry_s, filename=row.original_filename)
 
 
-def _stored_view(blobs: BlobStore, row: InferenceFile, key: str, what: str) -> bytes:
-    """A view the Detector stored beside a processed file (peaks, spectrogram), or 409 saying why there is none."""
-    if row.status != "completed":
-        raise ApiError(409, f"No {what} yet: it is computed when the file is processed; this file is {row.status}")
-    try:
-        return blobs.get_bytes(key)
-    except BlobNotFound:
-        raise ApiError(409, f"No {what} is stored for this file: it was processed before they were kept") from None
-
-
-def _window_end(start_ms: int, end_ms: int | None, duration_ms: int) -> int:
-    end = min(end_ms if end_ms is not None else duration_ms, duration_ms)
-    if end <= start_ms:
-        raise ApiError(400, f"start_ms must be before end_ms and the file's end ({duration_ms} ms)", details={"duration_ms": duration_ms})
-    return end
-
-
-MAX_PEAK_PIXELS = 200_000  # about 1 MB of JSON: a longer window needs fewer pixels per second
-
-
 @router.get("/{job_id}/files/{file_id}/peaks", response_model=Peaks, responses=v1_errors(400, 404, 409))
-def file_peaks(
-    job_id: Id,
-    file_id: Id,
-    session: SessionDep,
-    blobs: BlobsDep,
-    principal: Reader,
-    pixels_per_second: Annotated[float, Query(gt=0, le=BASE_BUCKETS_PER_S, description="Zoom: min/max pairs per second of audio.")] = 20.0,
-    start_ms: Annotated[int, Query(ge=0, le=MAX_SPAN_MS)] = 0,
-    end_ms: Annotated[int | None, Query(gt=0, le=MAX_SPAN_MS, description="Default: the end of the file.")] = None,
-) -> Peaks:
+def file_peaks(job_id: Id, file_id: Id, session: SessionDep, blobs: BlobsDep, principal: Reader, window: PeaksQuery) -> Peaks:
     """Waveform peaks computed when the file was processed, at the requested zoom, over a time window."""
     row = _file(session, _job(session, principal, job_id), file_id)
-    base = peaks.from_bytes(_stored_view(blobs, row, peaks_key(row.blob_key), "peaks"))
-    duration = row.duration_ms or len(base) * 1000 // peaks.BASE_BUCKETS_PER_S
-    end = _window_end(start_ms, end_ms, duration)
-    if (end - start_ms) / 1000 * pixels_per_second > MAX_PEAK_PIXELS:
-        raise ApiError(400, f"at most {MAX_PEAK_PIXELS} pixels per answer: lower pixels_per_second or narrow the window")
-    pixels = peaks.window(base, pixels_per_second, start_ms, end)
-    return Peaks(duration_ms=duration, start_ms=start_ms, end_ms=end, pixels_per_second=pixels_per_second,
-                 scale=peaks.PEAKS_SCALE, data=pixels.reshape(-1).tolist())
+    return audio_views.peaks_answer(blobs, row.blob_key, row.duration_ms, row.status == "completed", row.status, window)
 
 
 @router.get("/{job_id}/files/{file_id}/spectrogram", response_model=Spectrogram, responses=v1_errors(400, 404, 409))
 def file_spectrogram(
-    job_id: Id,
-    file_id: Id,
-    session: SessionDep,
-    blobs: BlobsDep,
-    principal: Reader,
-    start_ms: Annotated[int, Query(ge=0, le=MAX_SPAN_MS)] = 0,
-    end_ms: Annotated[int | None, Query(gt=0, le=MAX_SPAN_MS, description="Default: the end of the file.")] = None,
-    max_frames: Annotated[int, Query(ge=1, le=4000, description="Wider windows are max-pooled to this many frames.")] = 1500,
+    job_id: Id, file_id: Id, session: SessionDep, blobs: BlobsDep, principal: Reader, window: SpectrogramQuery
 ) -> Spectrogram:
     """The detector's log-mel bands of a processed file over a time window (the page's spectrogram view)."""
     row = _file(session, _job(session, principal, job_id), file_id)
-    spec = spectrogram.from_bytes(_stored_view(blobs, row, spectrogram_key(row.blob_key), "spectrogram"))
-    duration = row.duration_ms or len(spec) * FRAME_HOP_MS
-    end = _window_end(start_ms, end_ms, duration)
-    frames, ms_per_frame = spectrogram.window(spec, start_ms, end, max_frames)
-    return Spectrogram(start_ms=start_ms, end_ms=end, ms_per_frame=ms_per_frame, frames=len(frames), bands=spec.shape[1],
-                       log_low=spectrogram.LOG_LOW, log_high=spectrogram.LOG_HIGH,
-                       data=base64.b64encode(np.ascontiguousarray(frames).tobytes()).decode())
+    return audio_views.spectrogram_answer(blobs, row.blob_key, row.duration_ms, row.status == "completed", row.status, window)
 
 
 @router.get("/{job_id}/files/{file_id}/detections", response_model=DetectionWindow, responses=v1_errors(404))

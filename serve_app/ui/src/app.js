@@ -11,6 +11,8 @@ const whoami = document.getElementById("whoami");
 /** Each route: a pattern over the path after /ui and the module that draws it. */
 const ROUTES = [
   [/^\/inference-jobs\/([^/]+)\/files\/([^/]+)$/, (m) => import("./review.js").then((x) => x.renderReview(view, m[1], m[2], ctx))],
+  [/^\/datasets\/([^/]+)\/audio\/([^/]+)$/, (m) => import("./annotate.js").then((x) => x.renderAnnotate(view, m[1], m[2], ctx))],
+  [/^\/datasets\/([^/]+)$/, (m) => import("./dataset.js").then((x) => x.renderDataset(view, m[1], ctx))],
   [/^\/inference-jobs\/([^/]+)$/, (m) => import("./inference_job.js").then((x) => x.renderInferenceJob(view, m[1], ctx))],
   [/^\/([a-z-]+)$/, (m) => (LISTS[m[1]] ? renderList(view, m[1], navigate) : notFound())],
   [/^\/?$/, () => renderHome()],
@@ -64,6 +66,7 @@ function renderHome() {
 
 async function route() {
   if (cleanup) { try { cleanup(); } catch { /* the old view is gone either way */ } cleanup = null; }
+  if (window.fathomTest) window.fathomTest.ready = false;
   if (!auth.key) { renderSignIn(); return; }
   drawNav();
   const path = location.pathname.slice(root.length).replace(/^\/ui/, "") || "/";

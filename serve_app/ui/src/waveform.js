@@ -60,9 +60,10 @@ export function createWaveform(container, { values, durationS }, audioUrl, { onZ
     return p;
   };
   const visible = () => {
-    const pps = ws.options.minPxPerSec > fitPps() ? ws.options.minPxPerSec : fitPps();
+    // The drawn width, whatever zoom and layout made it: the wrapper spans the whole file.
+    const pps = ws.getWrapper().getBoundingClientRect().width / durationS || fitPps();
     const start = ws.getScroll() / pps;
-    return { start, end: Math.min(durationS, start + ws.getWidth() / pps), pps };
+    return { start, end: Math.min(durationS, start + ws.getWidth() / pps), pps, left: ws.getWrapper().getBoundingClientRect().left + ws.getScroll() };
   };
   ws.once("ready", () => { if (durationS > FIRST_VIEW_S) zoomTo(waveBox.clientWidth / FIRST_VIEW_S); });
   return { ws, regions, audio, zoomTo, visible, fitPps };
