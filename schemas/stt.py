@@ -213,6 +213,17 @@ class DataPairList(BaseModel):
     result: list[DataPairPublic]
 
 
+class DataAudioUrl(BaseModel):
+    """A short-lived URL of one pair's audio (it answers Range requests), with the pair's transcript as uploaded."""
+
+    id: int
+    type: DataType
+    filename: str
+    url: str
+    expires_in: int
+    transcript: str
+
+
 class DataDeleted(Deleted):
     training_status: int
 

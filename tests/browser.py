@@ -10,6 +10,8 @@ synthetic clip's bursts are exactly where it detects.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,19 @@ import numpy as np
 from tests.factories import register_detector
 
 SCREENSHOTS = Path(__file__).parent / "artifacts" / "screenshots"
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """Playwright with Debian's Chromium, stopped on leaving (see the ``browser`` fixture)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = launch_chromium(p)
+        try:
+            yield b
+        finally:
+            b.close()
 
 
 def launch_chromium(playwright: Any) -> Any:
@@ -33,6 +48,23 @@ def screenshot(page: Any, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def open_page(browser: Any, platform: Any, client: Any, path: str) -> tuple[Any, list[str]]:
+    """A signed-in page at ``path``, and the list its uncaught script errors are appended to."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    # Signed in as the sign-in form leaves it: the key in this tab's sessionStorage.
+    context.add_init_script(f"sessionStorage.setItem('fathom.apiKey', {client.key!r})")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{platform.base_url}{path}")
+    return page, errors
+
+
+def shown(x: float) -> str:
+    """A figure as the pages print it (four decimals; integers bare)."""
+    return str(int(x)) if float(x).is_integer() else f"{x:.4f}"
 
 
 def register_loudness_detector(settings: Any, organization_id: str, levels: dict[str, float], gain: float = 1.5) -> str:

@@ -171,14 +171,12 @@ def other_org(platform) -> Client:
     return platform.org(f"other-{uuid.uuid4().hex[:6]}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser():
-    """Debian's Chromium, headless, driven by Playwright (no browser download)."""
-    from playwright.sync_api import sync_playwright
+    """Debian's Chromium, headless, driven by Playwright (no browser download). Per test: while
+    Playwright's sync API runs, its event loop counts as running in this thread, which Serve
+    handles' blocking ``.result()`` refuses."""
+    from tests.browser import chromium
 
-    from tests.browser import launch_chromium
-
-    with sync_playwright() as p:
-        chromium = launch_chromium(p)
-        yield chromium
-        chromium.close()
+    with chromium() as b:
+        yield b

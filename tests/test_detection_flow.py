@@ -31,6 +31,7 @@ from ray.job_submission import JobSubmissionClient
 
 from train_jobs.detector import split_files
 from tests.factories import annotate, training_log, upload_dataset_audio, upload_inference_file, wait_for, wait_ready
+from tests.browser import open_page, screenshot, shown
 from tests.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.slow
@@ -313,6 +314,7 @@ def test_evaluation_compares_the_two_versions_on_held_out_files(trained):
 
     e = wait_for(done, timeout=600, interval=2, what="evaluation")
     assert e["status"] == "completed", e
+    trained["evaluation_id"] = e["id"]  # the pages' test shows it
     rows = client.get(f"/api/v1/evaluations/{e['id']}/files", params={"page_size": 100}).json()["items"]
     assert len(rows) == 2 * N_EVAL_FILES
     first, second = (next(m for m in e["results"]["models"] if m["reference"] == f"{name}@{v}")["summary"] for v in (1, 2))
@@ -447,3 +449,58 @@ def test_webhooks_announce_the_training_job_an_inference_job_and_an_alias_move(t
     assert len(about("model.alias_changed", "alias", "webhook-check")) == 1
     assert all(a.verified_by == ["flow"] for a in receiver.all())
     assert len({a.id for a in receiver.all()}) == len(receiver.all())  # every event once
+
+
+def test_pages_show_the_training_run_the_registry_and_the_evaluation(browser, platform, trained):
+    """The trained run's page, its registered model (rolled back from the page) and the evaluation,
+    in a real browser: the figures on the pages are the API's."""
+    client, job, name = trained["client"], trained["job"], f"dataset-{trained['dataset_id']}"
+    page, errors = open_page(browser, platform, client, f"/ui/training-jobs/{job['id']}")
+    page.wait_for_function("window.fathomTest && window.fathomTest.ready", timeout=30_000)
+    charts = page.eval_on_selector_all("svg.chart", "els => els.map(e => [e.dataset.figure, e.querySelectorAll('circle').length])")
+    assert sorted(f for f, _ in charts) == ["train loss", "validation frame F1", "validation loss"]
+    assert all(n == TRAIN_CONFIG["epochs"] for _, n in charts), charts
+    assert page.inner_text("[data-metric=event_f1]") == shown(job["metrics"]["event_f1"])
+    assert page.locator("table[data-list=log] tbody tr").count() == len(training_log(client, job["id"]))
+    assert page.inner_text("[data-testid=model-id]") == job["model_id"]
+    screenshot(page, "training-job")
+
+    page.goto(f"{platform.base_url}/ui/models/{name}")
+    page.wait_for_function("window.fathomTest && window.fathomTest.ready", timeout=30_000)
+    versions = client.get(f"/api/v1/registry/models/{name}/versions").json()
+    assert page.locator("table[data-list=versions] tbody tr").count() == versions["total"] == 2
+    v1 = next(v for v in versions["items"] if v["version"] == 1)
+    assert f"f1_score {shown(v1['metrics']['f1_score'])}" in page.inner_text("[data-testid=metrics-1]")
+    alias = f"/api/v1/registry/models/{name}/aliases/production"
+    before = client.get(alias).json()["version"]
+    assert page.inner_text("[data-testid=alias-production]") == str(before)
+    history = client.get(f"{alias}/history").json()["events"]
+    assert page.locator("table[data-list=history-production] tbody tr").count() == len(history)
+    screenshot(page, "registry-model")
+    page.once("dialog", lambda d: d.accept("rolled back from the page"))
+    page.click("[data-alias=production] button[data-action=rollback]")
+    page.wait_for_function(f"document.querySelector('[data-testid=alias-production]').innerText !== '{before}'")
+    moved = client.get(alias).json()
+    last = client.get(f"{alias}/history").json()["events"][-1]
+    assert moved["version"] != before and (last["action"], last["reason"]) == ("rollback", "rolled back from the page")
+    assert page.inner_text("[data-testid=alias-production]") == str(moved["version"])
+
+    e = client.get(f"/api/v1/evaluations/{trained['evaluation_id']}").json()
+    page.goto(f"{platform.base_url}/ui/evaluations/{e['id']}")
+    page.wait_for_function("window.fathomTest && window.fathomTest.ready", timeout=30_000)
+    for m in e["results"]["models"]:
+        assert f"F1 {shown(m['summary']['f1_score'])}" in page.inner_text(f"table[data-list=summary] tr[data-model='{m['reference']}']")
+    (cmp,) = e["results"]["comparisons"]
+    assert f"{shown(cmp['difference'])} (95% interval {shown(cmp['ci_low'])} to {shown(cmp['ci_high'])}" in page.inner_text("[data-testid=comparison]")
+    first = e["results"]["models"][0]["reference"]
+    rows = [r for r in client.get(f"/api/v1/evaluations/{e['id']}/files", params={"page_size": 100}).json()["items"] if r["model"] == first]
+    page.click("table[data-list=files] th[data-sort=errors]")
+    page.click("table[data-list=files] th[data-sort=errors]")  # twice: most errors first
+    shown_errors = [int(t) for t in page.eval_on_selector_all("table[data-list=files] td[data-col=errors]", "els => els.map(e => e.innerText)")]
+    assert shown_errors == sorted((r["errors"] for r in rows), reverse=True)
+    worst = max(rows, key=lambda r: r["errors"])
+    page.click(f"table[data-list=files] tr[data-file='{worst['file_id']}']")
+    expected = sum(len(c["false_positives"]) + len(c["missed"]) for c in worst["details"]["classes"].values())
+    page.wait_for_function(f"window.fathomTest.fileRegions && window.fathomTest.fileRegions().length === {expected}", timeout=30_000)
+    screenshot(page, "evaluation")
+    assert not errors, errors

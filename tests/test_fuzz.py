@@ -88,6 +88,7 @@ NO_SUCCESS = {
     "POST /blobs/upload": "needs a signed upload form",
     "GET /blobs/download": "needs a signed URL",
     "PUT /api/v3/custom_models/{model_id}/data": "needs decodable audio",
+    "GET /api/v3/custom_models/{model_id}/data/{data_id}/audio-url": "needs a training pair (decodable audio)",
     "POST /api/v3/stt": "needs decodable audio",
     "POST /api/v1/evaluations": "needs ready (decoded) audio under a published set, or test pairs",
     "GET /api/v1/inference-jobs/{job_id}/files/{file_id}/peaks": "needs a processed file (the seeded one is never uploaded)",

@@ -485,6 +485,8 @@ def probes(o: SimpleNamespace, mine: SimpleNamespace, audio: bytes) -> list[Prob
         P("GET", cm + "/data", {"model_id": o.custom}, NOT_FOUND),
         *[P("DELETE", cm + "/data/{data_id}", {"model_id": m, "data_id": o.pair}, NOT_FOUND)
           for m in (o.custom, mine.custom)],
+        *[P("GET", cm + "/data/{data_id}/audio-url", {"model_id": m, "data_id": o.pair}, NOT_FOUND)
+          for m in (o.custom, mine.custom)],
         P("POST", cm + "/run", {"model_id": o.custom}, NOT_FOUND, {"json": {}}),
         P("GET", cm + "/log", {"model_id": o.custom}, NOT_FOUND),
         P("POST", "/api/v3/stt", {}, NOT_FOUND, stt),

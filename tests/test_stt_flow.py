@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import jiwer
 import pytest
+import requests
 
 from cluster.blobs import make_blob_store
 from cluster.custom_models import begin_training, complete, training_run
@@ -25,6 +26,7 @@ from cluster.db import open_session, signing_secret
 from data_pipelines.audio import encode_audio
 from data_pipelines.stt_corpus import make_utterance, utterance_seed
 from data_pipelines.text import normalize_transcript
+from tests.browser import chromium, open_page, screenshot, shown
 from tests.factories import Client, wait_for
 from train_jobs.base_models import base_checkpoint
 from train_jobs.stt_vocab import DOMAIN_TERMS
@@ -111,6 +113,33 @@ def test_custom_model_trains_on_ray_and_transcribes_better(platform, org):
     assert "Augmentation on, drawn afresh every epoch: speed, noise, gain, codec, spec_augment" in messages
     assert sum("validation WER" in m for m in messages) == metrics["epochs"]
     assert any(m.startswith("Training completed") for m in messages)
+
+    # Its page in a real browser: the status, figures, per-epoch charts and data are the API's.
+    # (Playwright stops before the Serve handle calls below: see the browser fixture.)
+    with chromium() as browser:
+        page, errors = open_page(browser, platform, org, f"/ui/custom-models/{mid}")
+        page.wait_for_function("window.fathomTest && window.fathomTest.ready", timeout=30_000)
+        assert page.inner_text("[data-testid=model-key]") == model["key"]
+        assert page.inner_text("[data-metric=word_error_rate]") == shown(metrics["word_error_rate"])
+        assert page.locator("table[data-list=data] tbody tr").count() == len(uploads)
+        charts = page.eval_on_selector_all("svg.chart", "els => els.map(e => [e.dataset.figure, e.querySelectorAll('circle').length])")
+        assert sorted(f for f, _ in charts) == ["CER (%)", "train loss", "validation WER (%)"], charts
+        assert all(n == metrics["epochs"] for _, n in charts), charts
+        screenshot(page, "custom-model")
+        # Transcribe one of its test pairs from the page: the pair's audio comes by URL, its transcript is the reference.
+        page.click("text=Transcribe with it")
+        page.wait_for_function("window.fathomTest && window.fathomTest.ready", timeout=30_000)
+        pair_id = page.eval_on_selector("[data-testid=pair]", "el => el.options[1].value")
+        pair = c.get(f"/api/v3/custom_models/{mid}/data/{pair_id}/audio-url").json()
+        assert pair["type"] == "test" and requests.get(pair["url"], headers={"Range": "bytes=0-99"}, timeout=30).status_code == 206
+        page.select_option("[data-testid=pair]", pair_id)
+        page.click("button[type=submit]")
+        page.wait_for_function("window.fathomTest.transcribed === true", timeout=60_000)
+        assert page.inner_text("[data-testid=reference]") == f"Reference: {pair['transcript']}"
+        assert page.locator("[data-testid=transcript] .word").count() > 0
+        screenshot(page, "transcribe-test-pair")
+        page.context.close()
+        assert not errors, errors
 
     # The recorded metrics agree with an independent jiwer computation over /api/v3/stt answers.
     refs = [t for _, t in test]

@@ -4,9 +4,9 @@ delete, and a published set read-only."""
 from __future__ import annotations
 
 from data_pipelines.audio import encode_audio
-from tests.browser import bursts_clip, screenshot
+from tests.browser import bursts_clip, open_page, screenshot
 from tests.factories import upload_dataset_audio, wait_ready
-from tests.test_ui_review import BURSTS, open_page
+from tests.test_ui_review import BURSTS
 
 
 def drag(page, t0: float, t1: float) -> None:

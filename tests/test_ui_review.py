@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from data_pipelines.audio import encode_audio
-from tests.browser import bursts_clip, register_loudness_detector, screenshot
+from tests.browser import bursts_clip, open_page, register_loudness_detector, screenshot
 from tests.factories import upload_inference_file, wait_for
 
 LEVELS = {"noise_burst": -4.2, "loud": -2.0}
@@ -30,17 +30,6 @@ def reviewed_file(platform):
     assert [(d["artifact_type"], d["start_ms"]) for d in detections if d["artifact_type"] == "loud"] == [("loud", 3000), ("loud", 8000), ("loud", 15000)]
     assert len(detections) == 9
     return {"client": client, "job": job, "file": file_id, "base": base, "dataset": dataset, "detections": detections}
-
-
-def open_page(browser, platform, client, path: str):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    # Signed in as the sign-in form leaves it: the key in this tab's sessionStorage.
-    context.add_init_script(f"sessionStorage.setItem('fathom.apiKey', {client.key!r})")
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(f"{platform.base_url}{path}")
-    return page, errors
 
 
 def test_sign_in_keeps_the_key_in_the_tab_and_lists_paginate(browser, platform, reviewed_file):

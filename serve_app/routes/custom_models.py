@@ -40,6 +40,7 @@ from schemas.stt import (
     CustomModelList,
     CustomModelPublic,
     CustomModelUpdate,
+    DataAudioUrl,
     DataDeleted,
     DataPairList,
     DataType,
@@ -400,6 +401,33 @@ def list_data(
     return {"count": len(rows), "total_results": total, "result": rows}  # the response model reads the rows
 
 
+def owned_pair(session: Session, model: CustomModel, data_id: int) -> TrainingDataPair:
+    pair = (
+        session.scalar(select(TrainingDataPair).where(TrainingDataPair.id == data_id, TrainingDataPair.model_id == model.id))
+        if -MAX_ID <= data_id <= MAX_ID
+        else None
+    )
+    if pair is None:
+        raise ApiError(404, f"Training data {data_id} not found", error_code="DATA_NOT_FOUND", details={"data_id": data_id})
+    return pair
+
+
+@router.get(
+    MODEL + "/data/{data_id}/audio-url",
+    response_model=DataAudioUrl,
+    dependencies=[rate_limited("status_checks")],
+    responses=v3_errors(404),
+)
+def data_audio_url(
+    model_id: int, data_id: int, session: SessionDep, settings: SettingsDep, blobs: BlobsDep, principal: Reader
+) -> DataAudioUrl:
+    """Where to fetch one pair's audio (the transcribe page plays and transcribes a test pair from it)."""
+    pair = owned_pair(session, owned_model(session, principal, model_id), data_id)
+    url = blobs.presigned_get(pair.audio_key, expires_s=settings.download_url_expiry_s, filename=pair.filename)
+    return DataAudioUrl(id=pair.id, type=pair.type, filename=pair.filename, url=url, expires_in=settings.download_url_expiry_s,
+                        transcript=pair.original_transcript)
+
+
 @router.delete(
     MODEL + "/data/{data_id}",
     response_model=DataDeleted,
@@ -409,17 +437,7 @@ def list_data(
 def delete_data(model_id: int, data_id: int, session: SessionDep, blobs: BlobsDep, principal: Writer) -> DataDeleted:
     """Delete one pair; removing the last train pair of a ready model sends it back to status 1."""
     model = owned_model(session, principal, model_id, lock=True)
-    pair = (
-        session.scalar(
-            select(TrainingDataPair).where(TrainingDataPair.id == data_id, TrainingDataPair.model_id == model.id)
-        )
-        if -MAX_ID <= data_id <= MAX_ID
-        else None
-    )
-    if pair is None:
-        raise ApiError(
-            404, f"Training data {data_id} not found", error_code="DATA_NOT_FOUND", details={"data_id": data_id}
-        )
+    pair = owned_pair(session, model, data_id)
     key = pair.audio_key
     try:
         remove_pair(session, model, pair)

@@ -13,7 +13,12 @@ const ROUTES = [
   [/^\/inference-jobs\/([^/]+)\/files\/([^/]+)$/, (m) => import("./review.js").then((x) => x.renderReview(view, m[1], m[2], ctx))],
   [/^\/datasets\/([^/]+)\/audio\/([^/]+)$/, (m) => import("./annotate.js").then((x) => x.renderAnnotate(view, m[1], m[2], ctx))],
   [/^\/datasets\/([^/]+)$/, (m) => import("./dataset.js").then((x) => x.renderDataset(view, m[1], ctx))],
+  [/^\/training-jobs\/([^/]+)$/, (m) => import("./training.js").then((x) => x.renderTrainingJob(view, m[1], ctx))],
+  [/^\/custom-models\/([^/]+)$/, (m) => import("./training.js").then((x) => x.renderCustomModel(view, m[1], ctx))],
+  [/^\/models\/([^/]+)$/, (m) => import("./registry.js").then((x) => x.renderRegistryModel(view, decodeURIComponent(m[1]), ctx))],
+  [/^\/evaluations\/([^/]+)$/, (m) => import("./evaluation.js").then((x) => x.renderEvaluation(view, m[1], ctx))],
   [/^\/inference-jobs\/([^/]+)$/, (m) => import("./inference_job.js").then((x) => x.renderInferenceJob(view, m[1], ctx))],
+  [/^\/transcribe$/, () => import("./transcribe.js").then((x) => x.renderTranscribe(view, ctx))],
   [/^\/([a-z-]+)$/, (m) => (LISTS[m[1]] ? renderList(view, m[1], navigate) : notFound())],
   [/^\/?$/, () => renderHome()],
 ];
