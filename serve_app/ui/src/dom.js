@@ -59,12 +59,21 @@ export function typeColors(types, datasetTypes = []) {
   return Object.fromEntries(types.map((t, i) => [t, given[t] || PALETTE[i % PALETTE.length]]));
 }
 
-/** "#rrggbb" (or a CSS colour name the browser knows) with an alpha channel. */
+/** "#rrggbb" (or a CSS colour name the browser knows) with an alpha channel; memoised, as
+ * regions are repainted by the hundred while zooming. */
+const alphaCache = new Map();
+let probe = null;
 export function withAlpha(color, alpha) {
-  const probe = document.createElement("canvas").getContext("2d");
+  const key = `${color}|${alpha.toFixed(2)}`;
+  let out = alphaCache.get(key);
+  if (out) return out;
+  probe = probe || document.createElement("canvas").getContext("2d");
   probe.fillStyle = color;
   const hex = probe.fillStyle; // normalised to #rrggbb when opaque
-  if (!hex.startsWith("#")) return color;
-  const n = parseInt(hex.slice(1), 16);
-  return `rgba(${(n >> 16) & 255}, ${(n >> 8) & 255}, ${n & 255}, ${alpha.toFixed(2)})`;
+  if (hex.startsWith("#")) {
+    const n = parseInt(hex.slice(1), 16);
+    out = `rgba(${(n >> 16) & 255}, ${(n >> 8) & 255}, ${n & 255}, ${alpha.toFixed(2)})`;
+  } else out = color;
+  alphaCache.set(key, out);
+  return out;
 }

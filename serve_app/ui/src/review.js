@@ -114,7 +114,9 @@ export async function renderReview(view, jobId, fileId, ctx) {
     const r = reviews.get(d.id);
     return r && r.action === "correct" ? { type: r.artifact_type, start: r.start_ms, end: r.end_ms } : { type: d.artifact_type, start: d.start_ms, end: d.end_ms };
   };
-  const regionOf = (id) => regions.getRegions().find((r) => r.id === id);
+  const drawn = new Map(); // detection id -> its region, while drawn
+  const regionOf = (id) => drawn.get(id);
+  regions.on("region-removed", (r) => { if (drawn.get(r.id) === r) drawn.delete(r.id); });
 
   function paint(d) {
     const existing = regionOf(d.id);
@@ -124,8 +126,12 @@ export async function renderReview(view, jobId, fileId, ctx) {
     const color = withAlpha(colors[b.type] || "#888", 0.15 + 0.5 * d.confidence);
     const editing = state.editing && state.selected === d.id;
     const opts = { id: d.id, start: b.start / 1000, end: b.end / 1000, color, drag: editing, resize: editing };
+    const signature = `${opts.start}|${opts.end}|${color}|${editing}|${review?.action}|${state.selected === d.id}`;
+    if (existing && existing.fathomSignature === signature) return; // unchanged: no re-render
     const region = existing || regions.addRegion(opts);
     if (existing) region.setOptions(opts);
+    else drawn.set(d.id, region);
+    region.fathomSignature = signature;
     const el = region.element;
     if (el) {
       el.dataset.type = b.type;
