@@ -489,7 +489,9 @@ def test_pages_show_the_training_run_the_registry_and_the_evaluation(browser, pl
     page.goto(f"{platform.base_url}/ui/evaluations/{e['id']}")
     page.wait_for_function("window.fathomTest && window.fathomTest.ready", timeout=30_000)
     for m in e["results"]["models"]:
-        assert f"F1 {shown(m['summary']['f1_score'])}" in page.inner_text(f"table[data-list=summary] tr[data-model='{m['reference']}']")
+        ci = m["summary"]["interval"]
+        assert f"F1 {shown(m['summary']['f1_score'])} (95% {shown(ci['ci_low'])} to {shown(ci['ci_high'])})" in page.inner_text(
+            f"table[data-list=summary] tr[data-model='{m['reference']}']")
     (cmp,) = e["results"]["comparisons"]
     assert f"{shown(cmp['difference'])} (95% interval {shown(cmp['ci_low'])} to {shown(cmp['ci_high'])}" in page.inner_text("[data-testid=comparison]")
     first = e["results"]["models"][0]["reference"]

@@ -14,6 +14,7 @@ from train_jobs.eval_reports import (
     detector_row,
     detector_summary,
     file_score,
+    bootstrap_interval,
     paired_bootstrap,
     stt_row,
     stt_summary,
@@ -162,3 +163,17 @@ def test_paired_bootstrap_contains_the_observed_difference_and_is_seeded():
         report["summaries"][1]["f1_score"] - report["summaries"][0]["f1_score"], abs=1e-3
     )
     assert file_score("detector", good[0]) == pytest.approx(detector_summary([good[0]], TYPES)["f1_score"], abs=1e-4)
+
+
+def test_each_model_has_a_seeded_bootstrap_interval_around_its_headline():
+    rng = np.random.default_rng(7)
+    files = [_random_file(rng) for _ in range(40)]
+    rows = [_row(r, [x for k, x in enumerate(e) if k % 3]) for r, e in files]  # misses a third: F1 well inside (0, 1)
+    interval = bootstrap_interval("detector", rows, seed=3)
+    report = summarize("detector", [rows], TYPES, seed=3)
+    assert report["summaries"][0]["interval"] == interval
+    assert interval["value"] == pytest.approx(report["summaries"][0]["f1_score"], abs=1e-4)
+    assert interval["ci_low"] < interval["value"] < interval["ci_high"] <= 1.0
+    assert bootstrap_interval("detector", rows, seed=3) == interval
+    perfect = [_row(r, [Event(x.artifact_type, x.start_ms, x.end_ms, 0.9) for x in r]) for r, _ in files]
+    assert (lambda i: (i["ci_low"], i["value"], i["ci_high"]))(bootstrap_interval("detector", perfect)) == (1.0, 1.0, 1.0)

@@ -19,6 +19,7 @@ from cluster.db import session_scope
 from data_pipelines.audio import encode_audio
 from data_pipelines.synth import speak
 from schemas.auth import DETECTION_READ, DETECTION_WRITE
+from tests.browser import open_page, screenshot
 from tests.factories import Client, annotate, make_dataset, register_detector, wait_for
 
 SENTENCES = (
@@ -60,7 +61,7 @@ def stt_data(platform):
     return c, mid
 
 
-def test_stt_evaluation_scores_every_file_with_jiwer_and_compares_the_models(platform, stt_data, other_org):
+def test_stt_evaluation_scores_every_file_with_jiwer_and_compares_the_models(platform, stt_data, other_org, browser):
     c, mid = stt_data
     body = {"models": ["general", "medical"], "data": {"custom_model_id": mid}, "config": {"boost_terms": ["stent"], "keyterms": ["aspirin"]}}
     r = c.post("/api/v1/evaluations", json=body)
@@ -100,6 +101,31 @@ def test_stt_evaluation_scores_every_file_with_jiwer_and_compares_the_models(pla
     assert exported.status_code == 200 and exported.headers["content-type"].startswith("text/csv")
     lines = list(csv.DictReader(io.StringIO(exported.text)))
     assert len(lines) == len(rows) and {line["hypothesis"] for line in lines} == {x["details"]["hypothesis"] for x in rows}
+
+    # Its page: each model's WER with its interval, and a row's word alignment coloured by edit.
+    page, errors = open_page(browser, platform, c, f"/ui/evaluations/{e['id']}")
+    page.wait_for_function("window.fathomTest && window.fathomTest.ready", timeout=30_000)
+    two = lambda x: str(int(x)) if float(x).is_integer() else f"{x:.2f}"  # noqa: E731  (the page's two decimals)
+    for ref in ("general", "medical"):
+        s, ci = results[ref]["summary"], results[ref]["summary"]["interval"]
+        assert f"WER {two(s['word_error_rate'])}% (95% {two(ci['ci_low'])}% to {two(ci['ci_high'])}%)" in page.inner_text(
+            f"table[data-list=summary] tr[data-model='{ref}']")
+        assert ci["ci_low"] <= s["word_error_rate"] + 0.01 and s["word_error_rate"] - 0.01 <= ci["ci_high"]
+    page.select_option("[data-testid=model]", "medical")
+    row = next(x for x in worst if x["errors"] > 0)
+    # The difference column is against the other model, whichever is chosen.
+    assert "Δ vs general" in page.inner_text("table[data-list=files] thead")
+    diff = page.inner_text(f"table[data-list=files] tr[data-file='{row['file_id']}'] td[data-col='diff:general']")
+    assert float(diff) == pytest.approx(row["differences"]["general"], abs=1e-4)
+    page.click(f"table[data-list=files] tr[data-file='{row['file_id']}']")
+    page.wait_for_selector("[data-testid=alignment]")
+    ref_line, hyp_line = "[data-testid=alignment] p:nth-child(1)", "[data-testid=alignment] p:nth-child(2)"
+    d = row["details"]
+    assert page.locator(f"{ref_line} .op-sub").count() == d["substitutions"]
+    assert page.locator(f"{ref_line} .op-del:not(.gap)").count() == d["deletions"]
+    assert page.locator(f"{hyp_line} .op-ins:not(.gap)").count() == d["insertions"]
+    screenshot(page, "evaluation-stt")
+    assert not errors, errors
 
     # Another organization sees none of it; a key without custom_models scopes cannot read an STT evaluation.
     assert other_org.get(f"/api/v1/evaluations/{e['id']}").status_code == 404

@@ -291,9 +291,27 @@ def paired_bootstrap(kind: str, rows_a: Sequence[dict], rows_b: Sequence[dict], 
     }
 
 
+def bootstrap_interval(kind: str, rows: Sequence[dict], *, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> dict:
+    """One model's headline metric (its F1, or its WER in percent) with a bootstrap 95% percentile interval over
+    files (files drawn with replacement)."""
+    n = len(rows)
+    if n == 0:
+        return {"value": None, "ci_low": None, "ci_high": None, "resamples": 0, "files": 0}
+    parts = np.array([headline_parts(kind, r) for r in rows])
+    idx = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    low, high = np.percentile(_ratio(kind, parts[idx, 0].sum(1), parts[idx, 1].sum(1)), [2.5, 97.5])
+    value = _ratio(kind, parts[:, 0].sum(), parts[:, 1].sum())
+    return {"value": round(float(value), 4), "ci_low": round(float(low), 4), "ci_high": round(float(high), 4),
+            "resamples": resamples, "files": n}
+
+
 def summarize(kind: str, rows_by_model: Sequence[Sequence[dict]], artifact_types: Sequence[str] = (), *, seed: int = 0) -> dict[str, Any]:
     """Every model's summary and every pair's comparison; ``rows_by_model[m][i]`` is model m's row of file i."""
-    summaries = [detector_summary(r, artifact_types) if kind == "detector" else stt_summary(r) for r in rows_by_model]
+    summaries = [
+        {**(detector_summary(r, artifact_types) if kind == "detector" else stt_summary(r)),
+         "interval": bootstrap_interval(kind, r, seed=seed)}
+        for r in rows_by_model
+    ]
     pairs = [
         {"a": i, "b": j, "metric": headline_name(kind), **paired_bootstrap(kind, rows_by_model[i], rows_by_model[j], seed=seed)}
         for i in range(len(rows_by_model))

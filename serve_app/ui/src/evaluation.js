@@ -17,9 +17,12 @@ async function allRows(id) {
 
 function summaryCells(kind, s) {
   if (!s) return ["–", "–", "–"];
+  const [unit, digits] = kind === "stt" ? ["%", 2] : ["", 4];
+  const ci = s.interval && s.interval.ci_low !== null
+    ? ` (95% ${fmtNum(s.interval.ci_low, digits)}${unit} to ${fmtNum(s.interval.ci_high, digits)}${unit})` : "";
   return kind === "stt"
-    ? [`WER ${fmtNum(s.word_error_rate, 2)}%`, `CER ${fmtNum(s.character_error_rate, 2)}%`, `${s.substitutions} S · ${s.deletions} D · ${s.insertions} I`]
-    : [`F1 ${fmtNum(s.f1_score, 4)}`, `P ${fmtNum(s.precision, 4)} · R ${fmtNum(s.recall, 4)}`, `${s.true_positives} TP · ${s.insertions} FP · ${s.deletions} FN`];
+    ? [`WER ${fmtNum(s.word_error_rate, 2)}%${ci}`, `CER ${fmtNum(s.character_error_rate, 2)}%`, `${s.substitutions} S · ${s.deletions} D · ${s.insertions} I`]
+    : [`F1 ${fmtNum(s.f1_score, 4)}${ci}`, `P ${fmtNum(s.precision, 4)} · R ${fmtNum(s.recall, 4)}`, `${s.true_positives} TP · ${s.insertions} FP · ${s.deletions} FN`];
 }
 
 function alignment(row) {
@@ -71,9 +74,10 @@ export async function renderEvaluation(view, id, ctx) {
   const state = { sort: "score", dir: 1, model: models[0]?.reference || "" };
   const table = h("table", { class: "list", "data-list": "files" });
   const detail = h("section", { class: "file-detail", "data-testid": "file-detail" }, h("p", { class: "muted" }, "Open a row to see the file."));
-  const others = models.map((m) => m.reference).filter((r) => r !== state.model);
 
   function drawTable() {
+    const others = models.map((m) => m.reference).filter((r) => r !== state.model);
+    if (state.sort.startsWith("diff:") && !others.includes(state.sort.slice(5))) state.sort = "score";
     const mine = rows.filter((r) => r.model === state.model);
     const key = { filename: (r) => r.filename, score: (r) => r.score ?? Infinity, errors: (r) => r.errors,
       ...Object.fromEntries(others.map((o) => [`diff:${o}`, (r) => r.differences?.[o] ?? Infinity])) }[state.sort];
