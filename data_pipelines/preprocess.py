@@ -23,7 +23,6 @@ import numpy as np
 from sqlalchemy import select, update
 
 from cluster.blob_keys import features_key
-from data_pipelines.views import store_views
 from cluster.blob_signing import BlobError, BlobNotFound
 from cluster.blob_store import BlobStore
 from cluster.blobs import make_blob_store
@@ -32,6 +31,7 @@ from cluster.tables import AudioFile
 from data_pipelines.audio import AudioDecodeError, decode_audio
 from data_pipelines.features import compute_features
 from data_pipelines.shards import write_feature_shard
+from data_pipelines.views import store_views
 
 if TYPE_CHECKING:
     from ray.data import DataContext
