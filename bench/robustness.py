@@ -135,7 +135,10 @@ def stt_main(args) -> None:
     from schemas.augmentation import Augmentation
     from schemas.settings import Settings
     from train_jobs.base_models import base_checkpoint
-    from train_jobs.models.stt import load_stt_checkpoint
+    from dataclasses import replace
+
+    from data_pipelines.text import normalize_transcript
+    from train_jobs.models.stt import load_stt_checkpoint, with_language_model
     from train_jobs.stt_eval import accuracy_improvement, evaluate
     from train_jobs.stt_loop import checkpoint_bytes, finetune_config, fit_stt
     from train_jobs.stt_pretrain import synthesized
@@ -161,23 +164,39 @@ def stt_main(args) -> None:
     val_ds = synthesized(max(16, n_train // 20), STT_VAL_SEED, **options).select_columns(["features", "text"])
     tests = {c: items(STT_TEST_SEED, args.stt_test, held_out, preset(c)) for c in STT_CONDITIONS}
     tests["seen_speakers"] = items(STT_SEEN_SEED, args.stt_test, voices)
+    train_texts = [normalize_transcript(t) for t in train_all.to_pandas()["text"]]  # what the job's language model learns
+    known = set(train_texts)
+    tests["hard_new_sentences"] = [it for it in tests["hard"] if normalize_transcript(it[1]) not in known]
+    overlap = {c: sum(normalize_transcript(t) in known for _, t in tests[c]) for c in STT_CONDITIONS}
+    print(f"held-out sentences also in the training transcripts: {overlap}", flush=True)
     print(f"customer: {len(voices)} speakers, {n_train} utterances ({train_minutes:.1f} min); "
           f"{len(held_out)} held-out speakers, {args.stt_test} utterances per condition", flush=True)
 
     bases = {"previous": lambda: previous_base(args.previous_base, domain), "shipped": lambda: base_checkpoint(domain)}
     bases = {name: bases[name]() for name in args.stt_bases.split(",")}
-    storage = tempfile.mkdtemp(prefix="fathom-robustness-stt-")
+    saved = dict(kv.split("=", 1) for kv in args.stt_custom.split(",") if kv)
+    storage = args.storage or tempfile.mkdtemp(prefix="fathom-robustness-stt-")
     runs, table = [], []
     for name, base in bases.items():
         t0 = time.time()
-        result = fit_stt(
+        custom = Path(saved[name]).read_bytes() if name in saved else None
+        result = None if custom is not None else fit_stt(
             train_ds, val_ds,
             config=finetune_config(base, epochs=args.stt_epochs or settings.stt_finetune_epochs,
                                    batch_size=settings.stt_finetune_batch_size, augmentation=augmentation),
             num_workers=args.workers, use_gpu=False, storage_path=storage, run_name=f"robustness-stt-{name}", max_failures=0,
         )
         train_s = time.time() - t0
-        models = {f"{name}_base": load_stt_checkpoint(base), f"{name}_custom": load_stt_checkpoint(checkpoint_bytes(result.checkpoint))}
+        custom = custom or checkpoint_bytes(result.checkpoint)
+        if args.save_dir:
+            Path(args.save_dir).mkdir(parents=True, exist_ok=True)
+            (Path(args.save_dir) / f"stt_{name}_custom.pt").write_bytes(custom)
+        acoustic, meta = load_stt_checkpoint(custom)
+        models = {
+            f"{name}_base": load_stt_checkpoint(base),
+            f"{name}_custom_acoustic": (acoustic, replace(meta, language_model=None)),  # before the language model
+            f"{name}_custom": load_stt_checkpoint(with_language_model(custom, train_texts)),  # what the job ships
+        }
         base_wer = {}
         for label, (model, meta) in models.items():
             for condition, test in tests.items():
@@ -185,9 +204,10 @@ def stt_main(args) -> None:
                 wer, cer = m["word_error_rate"], m["character_error_rate"]
                 if label.endswith("_base"):
                     base_wer[condition] = wer
-                gain = accuracy_improvement(base_wer[condition], wer) if label.endswith("_custom") else None
+                gain = accuracy_improvement(base_wer[condition], wer) if not label.endswith("_base") else None
                 runs.append({"model": label, "condition": condition, "word_error_rate": wer, "character_error_rate": cer,
-                             "improvement_over_base": gain, "train_s": round(train_s, 1) if gain is not None else None,
+                             "improvement_over_base": gain, "utterances": len(test),
+                             "train_s": round(train_s, 1) if gain is not None and result is not None else None,
                              "samples": [{"reference": r, "hypothesis": h} for (_, r), h in zip(test[:3], m["hypotheses"][:3])]})
                 table.append([label, condition, wer, cer, gain])
                 print_table(["model", "condition", "WER %", "CER %", "vs base %"], table[-1:])
@@ -196,7 +216,8 @@ def stt_main(args) -> None:
     setup = {"domain": domain, "customer_speakers": list(voices), "train_utterances": n_train,
              "train_minutes": round(train_minutes, 1), "test_utterances": args.stt_test, "held_out_speakers": len(held_out),
              "epochs": args.stt_epochs or settings.stt_finetune_epochs, "batch_size": settings.stt_finetune_batch_size,
-             "workers": args.workers, "augmentation": augmentation.model_dump(mode="json"), "bases": args.stt_bases.split(","), "previous_base": args.previous_base, "conditions": [*STT_CONDITIONS, "seen_speakers"]}
+             "workers": args.workers, "augmentation": augmentation.model_dump(mode="json"), "bases": args.stt_bases.split(","), "previous_base": args.previous_base, "conditions": list(tests),
+             "held_out_sentences_in_training": overlap, "saved_custom": saved}
     print(f"wrote {write_results(args.result_name or 'robustness_stt', {'setup': setup, 'runs': runs})}")
     ray.shutdown()
 
@@ -214,6 +235,7 @@ def main() -> None:
     p.add_argument("--augmentation", default="{}", help="JSON of the training augmentation options (the kind's own schema)")
     p.add_argument("--result-name", default=None, help="bench/results/<name>.json (default: robustness[_stt])")
     p.add_argument("--save-dir", help="also write each model's checkpoint here")
+    p.add_argument("--storage", help="Ray Train storage directory (a re-run with the same one resumes; default: a new one)")
     p.add_argument("--stt-domain", default="medical")
     p.add_argument("--stt-minutes", type=float, default=40.0, help="minutes of the customer's fine-tuning speech")
     p.add_argument("--stt-speakers", type=int, default=8, help="voices of the customer")
@@ -221,6 +243,7 @@ def main() -> None:
     p.add_argument("--stt-epochs", type=int, default=None, help="default: the custom-model job's")
     p.add_argument("--previous-base", default="git:2a2c2eb", help="git:REV or a general checkpoint file")
     p.add_argument("--stt-bases", default="previous,shipped", help="which bases to fine-tune, of previous,shipped")
+    p.add_argument("--stt-custom", default="", help="NAME=PATH,...: score this saved fine-tuned checkpoint of base NAME instead of fine-tuning")
     args = p.parse_args()
     if args.kind == "stt":
         return stt_main(args)

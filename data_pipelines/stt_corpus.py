@@ -298,6 +298,21 @@ def make_utterance(
     return utt.waveform, utt.text
 
 
+def _script(rng: np.random.Generator, domain, terms, voices) -> tuple[str, int, int, str]:
+    """(voice, rate, pitch, written text): the draws that come before the audio."""
+    voice = _pick(rng, CORPUS_VOICES) + _pick(rng, CORPUS_VARIANTS) if voices is None else _pick(rng, voices)
+    rate_wpm, pitch = int(rng.integers(RATE_WPM[0], RATE_WPM[1] + 1)), int(rng.integers(PITCH[0], PITCH[1] + 1))
+    text = general_sentence(rng) if domain is None else domain_sentence(rng, domain, terms)
+    return voice, rate_wpm, pitch, text
+
+
+def utterance_text(
+    seed: int, *, domain: str | None = None, terms: Sequence[str] | None = None, voices: Sequence[str] | None = None
+) -> str:
+    """The written transcript :func:`synthesize_utterance` gives ``seed``, without synthesising it."""
+    return _script(np.random.default_rng(seed), domain, terms, voices)[3]
+
+
 def synthesize_utterance(
     seed: int,
     *,
@@ -314,9 +329,7 @@ def synthesize_utterance(
     if voices is not None and not voices:
         raise ValueError("voices must be None (the corpus voices) or a non-empty list of espeak-ng voices")
     rng = np.random.default_rng(seed)
-    voice = _pick(rng, CORPUS_VOICES) + _pick(rng, CORPUS_VARIANTS) if voices is None else _pick(rng, voices)
-    rate_wpm, pitch = int(rng.integers(RATE_WPM[0], RATE_WPM[1] + 1)), int(rng.integers(PITCH[0], PITCH[1] + 1))
-    text = general_sentence(rng) if domain is None else domain_sentence(rng, domain, terms)
+    voice, rate_wpm, pitch, text = _script(rng, domain, terms, voices)
     wave, rate = speak(normalize_transcript(text), voice=voice, rate_wpm=rate_wpm, pitch=pitch)
     loud = np.flatnonzero(np.abs(wave) > TRIM_LEVEL * float(np.abs(wave).max() or 1.0))
     wave = wave[loud[0] : loud[-1] + 1] if loud.size else wave

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from data_pipelines.stt_corpus import make_utterance, utterance_seed
+from data_pipelines.stt_corpus import make_utterance, synthesize_utterance, utterance_seed, utterance_text
 from data_pipelines.text import normalize_transcript
 from train_jobs.base_models import load_base_model
 from train_jobs.stt_decoding import (
@@ -169,3 +169,9 @@ def test_result_serialises_for_the_api(base):
     assert all(set(w) == {"word", "start", "end", "confidence"} for w in out["words"])
     assert out["text"] and out["text"] == normalize_transcript(out["text"])
     assert [w["word"] for w in out["words"]] == out["text"].split()
+
+
+def test_utterance_text_is_the_synthesised_transcript():
+    for seed, domain in ((utterance_seed(7, 0), None), (utterance_seed(7, 1), "medical"), (utterance_seed(7, 2), "legal")):
+        voices = ("en-us+m3", "en-gb+f2")
+        assert utterance_text(seed, domain=domain, voices=voices) == synthesize_utterance(seed, domain=domain, voices=voices).text

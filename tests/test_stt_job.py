@@ -8,7 +8,7 @@ from cluster.custom_models import DataPair
 from data_pipelines.stt_preprocess import split_pairs
 from train_jobs.base_models import base_checkpoint
 from schemas.augmentation import Augmentation
-from train_jobs.stt import describe_augmentation, epoch_phase, parse_args, ssl_start
+from train_jobs.stt import describe_augmentation, epoch_phase, parse_args, ssl_start, training_texts
 
 
 def _pairs(kinds: str) -> list[DataPair]:
@@ -29,6 +29,13 @@ def test_uploaded_test_pairs_are_the_test_set():
     pairs = _pairs("rrtrt")
     train, test = split_pairs(pairs, holdout_fraction=0.5, seed=0)
     assert [p.type for p in train] == ["train"] * 3 and [p.audio_key for p in test] == [pairs[2].audio_key, pairs[4].audio_key]
+
+
+def test_the_language_model_learns_only_training_transcripts():
+    pairs = [DataPair("train", "k/1", "Take 20 mg of Aspirin.", 2.0), DataPair("train", "k/2", "日本語", 2.0)]
+    train, test = split_pairs([*pairs, DataPair("test", "k/3", "held out words", 2.0)], holdout_fraction=0.1, seed=0)
+    assert training_texts(train) == ["take twenty mg of aspirin"]  # normalised; unspeakable skipped
+    assert "held" not in " ".join(training_texts(train))
 
 
 def test_without_test_pairs_a_seeded_holdout_is_disjoint_and_never_empty():

@@ -8,8 +8,9 @@ Ray Job, and it runs the same way by hand::
 (standalone, it first claims the model for a run exactly as ``/run`` does). It preprocesses
 the model's pairs with Ray Data, fine-tunes the model's base with Ray Train (DDP over
 ``num_workers``, GPUs when present, a checkpoint every epoch, resuming after a worker
-failure), scores the base and the fine-tuned model on the same test utterances (the
-uploaded test pairs, else a seeded hold-out of the training pairs) and records the result.
+failure), attaches a word language model of the training transcripts (train_jobs.stt_lm),
+scores the base and the fine-tuned model on the same test utterances (the uploaded test
+pairs, else a seeded hold-out of the training pairs) and records the result.
 Progress follows the documented phases: 0-10 preprocessing, 10-30 initial epochs, 30-70
 main training, 70-90 fine-tuning (the last quarter of the epochs), 90-100 evaluation.
 Training data is augmented afresh every epoch unless ``--augmentation '{"enabled": false}'``
@@ -48,10 +49,12 @@ from cluster.gpus import use_gpu
 from cluster.launcher import current_submission_id
 from cluster.stt_tables import CustomModel
 from data_pipelines.stt_preprocess import prepare_stt_features, split_pairs
+from data_pipelines.text import TranscriptError, normalize_transcript
 from schemas.augmentation import Augmentation
 from schemas.settings import Settings
 from schemas.stt import TrainingStatus
 from train_jobs.base_models import base_checkpoint
+from train_jobs.models.stt import with_language_model
 from train_jobs.stt_eval import accuracy_improvement
 from train_jobs.stt_loop import AUGMENTATION_HELP, augmentation_arg, checkpoint_bytes, finetune_config, fit_stt
 
@@ -165,7 +168,8 @@ def finetune(settings: Settings, run: TrainingRun, args: argparse.Namespace) -> 
     )
     if result.checkpoint is None:
         raise RuntimeError("training finished without a checkpoint")
-    tuned = checkpoint_bytes(result.checkpoint)
+    tuned = with_language_model(checkpoint_bytes(result.checkpoint), training_texts(train_pairs))
+    append_log(url, model_id, "Language model of the training transcripts attached for decoding")
 
     mark_progress(url, model_id, TRAINING_END + 1, "Evaluating the base and the custom model on the test data")
     test_keys = [(p.audio_key, p.transcript) for p in test_pairs]
@@ -199,6 +203,17 @@ def finetune(settings: Settings, run: TrainingRun, args: argparse.Namespace) -> 
         blobs.delete(run.checkpoint_key)  # never leave a model file behind for a run that did not complete
         raise
     return metrics
+
+
+def training_texts(pairs) -> list[str]:
+    """Normalised transcripts of the training pairs (never the test pairs) for the word language model."""
+    texts = []
+    for p in pairs:
+        try:
+            texts.append(normalize_transcript(p.transcript))
+        except TranscriptError:
+            continue  # refused at upload already; nothing to learn from
+    return texts
 
 
 def describe_augmentation(aug: Augmentation) -> str:

@@ -10,7 +10,9 @@ used by evaluation and serving:
    trie of boosted terms (the model's domain vocabulary plus ``boost_terms``) adds
    ``char_bonus`` nats per character while a hypothesis spells a boosted term from a word
    start, takes the pending bonus back if it leaves the term, and adds ``word_bonus`` when
-   the term is complete;
+   the term is complete; a custom model's word language model of its own transcripts
+   (train_jobs.stt_lm) adds its weighted log-probabilities the same way, character by
+   character;
 4. the decoded text is force-aligned to the segment's log-probs
    (``torchaudio.functional.forced_align``): a word spans its first to last character frame,
    its confidence is the mean posterior of its characters along the alignment;
@@ -34,6 +36,7 @@ from torch import nn
 from data_pipelines.text import TranscriptError, normalize_transcript
 from data_pipelines.stt_features import N_FFT
 from train_jobs.models.stt import SAMPLE_RATE, SttMeta
+from train_jobs.stt_lm import LmScorer, LmWeights, WordLM
 from train_jobs.stt_vocab import BLANK, SPACE, VOCAB, decode, encode
 
 MAX_SEGMENT_S = 20.0  # s, longest segment given to the model
@@ -142,6 +145,12 @@ def _lae(a: float, b: float) -> float:
     return m + math.log1p(math.exp(-abs(a - b)))
 
 
+@lru_cache(maxsize=16)
+def lm_scorer(lm: WordLM, weights: LmWeights) -> LmScorer:
+    """One scorer (lexicon and word-probability cache) per loaded language model and weights."""
+    return LmScorer(lm, encode, weights)
+
+
 def greedy_decode(log_probs: np.ndarray) -> str:
     """Best path: per-frame argmax over [T, V] log-probs, repeats merged, blanks dropped."""
     best = np.asarray(log_probs).argmax(axis=-1)
@@ -155,16 +164,20 @@ def beam_search(
     beam_size: int = BEAM_SIZE,
     boost_terms: Sequence[str] = (),
     weights: BoostWeights = BoostWeights(),
+    lm: LmScorer | None = None,
 ) -> str:
-    """CTC prefix beam search over [T, V] log-probs with boosted terms; the best text.
+    """CTC prefix beam search over [T, V] log-probs with boosted terms and an optional word
+    language model; the best text.
 
     Prefixes are nodes of a tree (node 0 is the empty prefix; a child is its parent plus one
-    character), so extending and looking up a prefix costs O(1), not O(its length).
+    character), so extending and looking up a prefix costs O(1), not O(its length). A node's
+    boost and language-model scores are computed once, when it is created.
     """
     lp = np.asarray(log_probs, dtype=np.float64)
     trie = _trie(tuple(boost_terms))
     ninf = -math.inf
     parent, last, bonus, state = [-1], [-1], [0.0], [(0, 0.0)]  # per node
+    lm_state = [lm.start() if lm is not None else None]
     child: dict[tuple[int, int], int] = {}
     beams: dict[int, tuple[float, float]] = {0: (0.0, ninf)}  # node -> (p_blank, p_nonblank)
     # A frame whose only token within TOKEN_PRUNE_NATS of its best is blank extends every
@@ -198,6 +211,10 @@ def beam_search(
                     last.append(c)
                     st, delta = _boost_step(trie, state[node], c, weights)
                     state.append(st)
+                    if lm is not None:
+                        ls, lm_delta = lm.step(lm_state[node], c, SPACE)
+                        lm_state.append(ls)
+                        delta += lm_delta
                     bonus.append(bonus[node] + delta)
                 ext = nxt.setdefault(new, [ninf, ninf])
                 if c == prev:
@@ -209,7 +226,11 @@ def beam_search(
         beams = {k: (v[0], v[1]) for k, v in ranked}
     if pending_blank:
         beams = {k: (_lae(pb, pnb) + pending_blank, ninf) for k, (pb, pnb) in beams.items()}
-    best = max(beams, key=lambda k: _lae(*beams[k]) + bonus[k] + _boost_final(trie, state[k], weights))
+    def final(k: int) -> float:
+        end = _boost_final(trie, state[k], weights) + (lm.final(lm_state[k]) if lm is not None else 0.0)
+        return _lae(*beams[k]) + bonus[k] + end
+
+    best = max(beams, key=final)
     chars = []
     while best > 0:
         chars.append(last[best])
@@ -297,12 +318,15 @@ def transcribe_batch(
     device: str | torch.device | None = None,
     weights: BoostWeights = BoostWeights(),
     item_terms: Sequence[Sequence[str]] | None = None,
+    lm_weights: LmWeights | None = LmWeights(),
 ) -> list[TranscriptResult]:
     """Transcribe float32 mono 16 kHz waveforms; one result per waveform, in order.
 
     Boosted terms are ``meta.vocabulary`` plus ``boost_terms``, plus ``item_terms[i]`` for
     waveform i (requests batched together may each bring their own); ``beam_size=1``
-    decodes greedily (no boosting). ``device`` defaults to the model's.
+    decodes greedily (no boosting, no language model). The beam search fuses
+    ``meta.language_model`` when the model has one, unless ``lm_weights`` is None.
+    ``device`` defaults to the model's.
     """
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
@@ -326,13 +350,14 @@ def transcribe_batch(
                     log_probs[k] = out
     finally:
         model.train(was_training)
+    lm = lm_scorer(meta.language_model, lm_weights) if meta.language_model is not None and lm_weights else None
     texts: list[list[str]] = [[] for _ in waves]
     words: list[list[Word]] = [[] for _ in waves]
     for (i, start, _), lp in zip(pieces, log_probs):
         if beam_size == 1:
             text = greedy_decode(lp.numpy())
         else:
-            text = beam_search(lp.numpy(), beam_size=beam_size, boost_terms=terms[i], weights=weights)
+            text = beam_search(lp.numpy(), beam_size=beam_size, boost_terms=terms[i], weights=weights, lm=lm)
         if text:
             texts[i].append(text)
             words[i].extend(align_words(lp, text, frame_shift_s=model.frame_shift_s, offset_s=start / SAMPLE_RATE))

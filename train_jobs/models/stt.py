@@ -31,6 +31,7 @@ from torch import nn
 
 from data_pipelines.audio import SAMPLE_RATE
 from data_pipelines.stt_features import HOP, log_mel
+from train_jobs.stt_lm import WordLM, build_word_lm
 from train_jobs.stt_vocab import VOCAB
 
 CHECKPOINT_FORMAT = 1  # bumped when the checkpoint layout changes
@@ -85,6 +86,7 @@ class SttMeta:
     base_model: str  # e.g. "general", "medical"
     vocabulary: tuple[str, ...] = ()  # domain terms boosted at decode time
     extra: Mapping[str, Any] = field(default_factory=dict)
+    language_model: WordLM | None = None  # a custom model's word n-grams of its transcripts
 
 
 def _length_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
@@ -211,6 +213,7 @@ def save_stt_checkpoint(
     base_model: str = "general",
     vocabulary: Sequence[str] = (),
     half: bool = False,
+    language_model: WordLM | None = None,
 ) -> bytes:
     """Weights + dims + vocab + base model name + domain vocabulary as ``torch.save`` bytes.
 
@@ -238,6 +241,8 @@ def save_stt_checkpoint(
         "extra": dict(extra or {}),
         "model_state_dict": state,
     }
+    if language_model is not None:
+        checkpoint["language_model"] = language_model.to_dict()
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
     return buffer.getvalue()
@@ -270,8 +275,19 @@ def load_stt_checkpoint(data: bytes, map_location: str | torch.device = "cpu") -
         base_model=checkpoint["base_model"],
         vocabulary=tuple(checkpoint["vocabulary"]),
         extra=checkpoint["extra"],
+        language_model=WordLM.from_dict(checkpoint["language_model"]) if checkpoint.get("language_model") else None,
     )
     return model, meta
+
+
+def with_language_model(data: bytes, transcripts: Sequence[str]) -> bytes:
+    """``save_stt_checkpoint`` bytes with a word language model of normalised ``transcripts``
+    attached (replacing any); weights, dims, vocabulary and extra unchanged."""
+    model, meta = load_stt_checkpoint(data)
+    return save_stt_checkpoint(
+        model, extra=dict(meta.extra), base_model=meta.base_model, vocabulary=meta.vocabulary,
+        language_model=build_word_lm(transcripts),
+    )
 
 
 # --- self-supervised encoders ----------------------------------------------------------------
