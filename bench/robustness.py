@@ -103,7 +103,7 @@ def score(model, meta, rows) -> dict:
 
 
 STT_CONDITIONS = ("clean", "hard", "telephone", "noisy")  # held-out speakers under each preset
-STT_TRAIN_SEED, STT_VAL_SEED, STT_TEST_SEED, STT_SEEN_SEED = 9201, 9202, 9203, 9204  # utterance streams
+STT_TRAIN_SEED, STT_VAL_SEED, STT_TEST_SEED, STT_SEEN_SEED, STT_GENERAL_SEED = 9201, 9202, 9203, 9204, 9205  # utterance streams
 STT_CUSTOMER_TERMS = 30  # leading terms of the domain's list: the customer's vocabulary
 PREVIOUS_BASE_PATH = "train_jobs/base_models/general.pt"
 
@@ -164,6 +164,7 @@ def stt_main(args) -> None:
     val_ds = synthesized(max(16, n_train // 20), STT_VAL_SEED, **options).select_columns(["features", "text"])
     tests = {c: items(STT_TEST_SEED, args.stt_test, held_out, preset(c)) for c in STT_CONDITIONS}
     tests["seen_speakers"] = items(STT_SEEN_SEED, args.stt_test, voices)
+    tests["out_of_domain"] = [make_utterance(utterance_seed(STT_GENERAL_SEED, i), voices=held_out) for i in range(args.stt_test)]
     train_texts = [normalize_transcript(t) for t in train_all.to_pandas()["text"]]  # what the job's language model learns
     known = set(train_texts)
     tests["hard_new_sentences"] = [it for it in tests["hard"] if normalize_transcript(it[1]) not in known]
