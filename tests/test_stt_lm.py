@@ -12,7 +12,7 @@ from train_jobs.base_models import base_checkpoint
 from train_jobs.models.stt import load_stt_checkpoint, with_language_model
 from train_jobs.stt_decoding import beam_search
 from train_jobs.stt_lm import EOS, LmScorer, LmWeights, WordLM, build_word_lm
-from train_jobs.stt_vocab import BLANK, VOCAB, encode
+from train_jobs.stt_vocab import BLANK, VOCAB
 
 TEXTS = ["the patient has a heart murmur", "the patient has a fever", "a heart rate of ninety", "the fever broke"]
 
@@ -51,6 +51,11 @@ def test_every_context_is_a_distribution(lm):
     contexts = [lm.start(), (lm.index["<s>"], lm.index["the"]), (lm.index["has"], lm.index["a"]), (lm.index["fever"],) * 2, ()]
     for history in contexts:
         assert math.isclose(sum(lm.prob(lm.index[w], history) for w in predictable), 1.0, rel_tol=1e-9)
+    for order in (1, 2, 4):  # every order keeps only the context it conditions on
+        other = build_word_lm(TEXTS, order=order)
+        long = (other.index["the"], other.index["patient"], other.index["has"], other.index["a"])
+        assert other.context(long) == long[len(long) - order + 1 :] if order > 1 else other.context(long) == ()
+        assert math.isclose(sum(other.prob(other.index[w], long) for w in [*other.words, EOS]), 1.0, rel_tol=1e-9)
 
 
 def test_seen_continuations_beat_unseen_ones(lm):
@@ -80,15 +85,15 @@ def test_fusion_corrects_a_misspelling_the_acoustics_prefer(lm):
         {"_": 0.99}, {" ": 0.99}, {"r": 0.99}, {"a": 0.99}, {"t": 0.99}, {"e": 0.99}, {"_": 0.99},
     )
     assert beam_search(lp) == "a hart rate"
-    assert beam_search(lp, lm=LmScorer(lm, encode)) == "a heart rate"
+    assert beam_search(lp, lm=LmScorer(lm)) == "a heart rate"
 
 
 def test_clear_evidence_for_a_new_word_survives_the_language_model(lm):
     lp = _spell("the patient has a cough")
-    assert beam_search(lp, lm=LmScorer(lm, encode)) == "the patient has a cough"
+    assert beam_search(lp, lm=LmScorer(lm)) == "the patient has a cough"
 
 
 def test_weights_zero_change_nothing(lm):
     lp = _spell("the fever broke", c5_a=0.45)
-    scorer = LmScorer(lm, encode, LmWeights(lm_weight=0.0, word_bonus=0.0, oov_logprob=-11.0))
+    scorer = LmScorer(lm, LmWeights(lm_weight=0.0, word_bonus=0.0, oov_logprob=-11.0))
     assert beam_search(lp, lm=scorer) == beam_search(lp)

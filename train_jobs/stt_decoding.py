@@ -148,7 +148,7 @@ def _lae(a: float, b: float) -> float:
 @lru_cache(maxsize=16)
 def lm_scorer(lm: WordLM, weights: LmWeights) -> LmScorer:
     """One scorer (lexicon and word-probability cache) per loaded language model and weights."""
-    return LmScorer(lm, encode, weights)
+    return LmScorer(lm, weights)
 
 
 def greedy_decode(log_probs: np.ndarray) -> str:
@@ -212,7 +212,7 @@ def beam_search(
                     st, delta = _boost_step(trie, state[node], c, weights)
                     state.append(st)
                     if lm is not None:
-                        ls, lm_delta = lm.step(lm_state[node], c, SPACE)
+                        ls, lm_delta = lm.step(lm_state[node], c)
                         lm_state.append(ls)
                         delta += lm_delta
                     bonus.append(bonus[node] + delta)
@@ -318,14 +318,14 @@ def transcribe_batch(
     device: str | torch.device | None = None,
     weights: BoostWeights = BoostWeights(),
     item_terms: Sequence[Sequence[str]] | None = None,
-    lm_weights: LmWeights | None = LmWeights(),
+    lm_weights: LmWeights = LmWeights(),
 ) -> list[TranscriptResult]:
     """Transcribe float32 mono 16 kHz waveforms; one result per waveform, in order.
 
     Boosted terms are ``meta.vocabulary`` plus ``boost_terms``, plus ``item_terms[i]`` for
     waveform i (requests batched together may each bring their own); ``beam_size=1``
     decodes greedily (no boosting, no language model). The beam search fuses
-    ``meta.language_model`` when the model has one, unless ``lm_weights`` is None.
+    ``meta.language_model`` when the model has one, with ``lm_weights``.
     ``device`` defaults to the model's.
     """
     if beam_size < 1:
@@ -350,7 +350,7 @@ def transcribe_batch(
                     log_probs[k] = out
     finally:
         model.train(was_training)
-    lm = lm_scorer(meta.language_model, lm_weights) if meta.language_model is not None and lm_weights else None
+    lm = lm_scorer(meta.language_model, lm_weights) if meta.language_model is not None else None
     texts: list[list[str]] = [[] for _ in waves]
     words: list[list[Word]] = [[] for _ in waves]
     for (i, start, _), lp in zip(pieces, log_probs):

@@ -27,6 +27,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
+from train_jobs.stt_vocab import SPACE, encode
+
 ORDER = 3  # words of context + 1
 DISCOUNT = 0.75  # absolute discount of every order (Kneser-Ney's usual value)
 UNIFORM_SHARE = 0.01  # of the unigram mass spread evenly over the vocabulary
@@ -83,9 +85,12 @@ class WordLM:
         """Words it can predict (not the boundary markers)."""
         return [w for w in self.vocab if w not in (BOS, EOS)]
 
+    def context(self, history: tuple[int, ...]) -> tuple[int, ...]:
+        """The last order-1 words of ``history``: all the model conditions on."""
+        return history[len(history) - self.order + 1 :] if self.order > 1 else ()
+
     def prob(self, word: int, history: tuple[int, ...]) -> float:
-        history = history[-(self.order - 1) :] if self.order > 1 else ()
-        return self._prob(word, history)
+        return self._prob(word, self.context(history))
 
     def _prob(self, word: int, history: tuple[int, ...]) -> float:
         k = len(history)
@@ -140,7 +145,7 @@ def build_word_lm(texts: Iterable[str], order: int = ORDER) -> WordLM:
 class Lexicon:
     """Character trie of the model's words; per node the best unigram log-prob below it."""
 
-    def __init__(self, lm: WordLM, encode):
+    def __init__(self, lm: WordLM):
         self.children: list[dict[int, int]] = [{}]
         self.word: list[int] = [-1]  # word id ending at the node, else -1
         self.best: list[float] = [0.0]
@@ -170,14 +175,11 @@ OUTSIDE = -1  # lexicon node of a word that is no known word
 class LmScorer:
     """Per-character score deltas of shallow fusion; states are (history, lexicon node, look-ahead held)."""
 
-    def __init__(self, lm: WordLM, encode, weights: LmWeights = LmWeights()):
+    def __init__(self, lm: WordLM, weights: LmWeights = LmWeights()):
         self.lm, self.w = lm, weights
-        self.lexicon = Lexicon(lm, encode)
+        self.lexicon = Lexicon(lm)
         self.unk = len(lm.vocab)  # history id of an unknown word: no n-gram holds it
-        self._logp = lru_cache(maxsize=200_000)(self._word_logp)
-
-    def _word_logp(self, word: int, history: tuple[int, ...]) -> float:
-        return self.lm.log_prob(word, history)
+        self._logp = lru_cache(maxsize=200_000)(lm.log_prob)  # histories are kept as contexts
 
     def start(self) -> tuple[tuple[int, ...], int, float]:
         return (self.lm.start(), 0, 0.0)
@@ -187,15 +189,16 @@ class LmScorer:
         history, node, held = state
         word = self.lexicon.word[node] if node > 0 else -1
         if word >= 0:
-            lp = self._logp(word, history[-(self.lm.order - 1) :] if self.lm.order > 1 else ())
+            lp = self._logp(word, history)
         else:
             word, lp = self.unk, self.w.oov_logprob
-        history = (history + (word,))[-(self.lm.order - 1) :] if self.lm.order > 1 else ()
+        history = self.lm.context((*history, word))
         return history, self.w.lm_weight * (lp - held) + self.w.word_bonus
 
-    def step(self, state, c: int, space: int) -> tuple[tuple, float]:
+    def step(self, state, c: int) -> tuple[tuple, float]:
+        """(new state, score delta) after appending token ``c``."""
         history, node, held = state
-        if c == space:
+        if c == SPACE:
             if node == 0:
                 return state, 0.0  # no word yet (the decoder never appends a leading space)
             history, delta = self._end_word(state)
@@ -213,4 +216,4 @@ class LmScorer:
         delta = 0.0
         if node != 0:
             history, delta = self._end_word(state)
-        return delta + self.w.lm_weight * self._logp(self.lm.eos, history[-(self.lm.order - 1) :] if self.lm.order > 1 else ())
+        return delta + self.w.lm_weight * self._logp(self.lm.eos, history)
