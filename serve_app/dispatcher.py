@@ -67,12 +67,14 @@ class Dispatcher:
         self.in_flight: set[str] = set()
         self.slots = asyncio.Semaphore(self.settings.dispatch_max_in_flight)
         self.preprocessing: asyncio.Task | None = None
+        self.gauges = metrics.Gauges()
         loop = asyncio.get_running_loop()
         self.tasks = [
             loop.create_task(self._inference_loop()),
             loop.create_task(self._maintenance_loop()),
             loop.create_task(self._evaluation_loop()),
             loop.create_task(self._webhook_loop()),
+            loop.create_task(self._gauge_loop()),
         ]
 
     def check_health(self) -> None:
@@ -195,21 +197,27 @@ class Dispatcher:
                         self.preprocessing = asyncio.get_running_loop().create_task(self._preprocess(ids))
                 if since_reconcile >= RECONCILE_EVERY_S:
                     since_reconcile = 0.0
+                    await asyncio.to_thread(self._read_gauges)
                     await asyncio.to_thread(self._expire_uploads)
                     await asyncio.to_thread(reconcile_training_jobs, s)
                     await asyncio.to_thread(reconcile_stt_jobs, s)
-                    await asyncio.to_thread(self._report_depths)
             except Exception:
                 log.exception("maintenance loop iteration failed; retrying")
             await asyncio.sleep(max(s.dispatch_poll_s, 0.5))
             since_reconcile += max(s.dispatch_poll_s, 0.5)
 
-    def _report_depths(self) -> None:
+    def _read_gauges(self) -> None:
         url = self.settings.database_url
-        for name, depth in queue.depths(url).items():
-            metrics.set_queue_depth(name, depth)
-        for kind, counts in queue.training_counts(url).items():
-            metrics.set_training_jobs(kind, counts)
+        self.gauges.update(queue.depths(url), queue.training_counts(url))
+
+    async def _gauge_loop(self) -> None:
+        """Sets the gauges again every second: Ray forgets a gauge that is not refreshed."""
+        while True:
+            try:
+                self.gauges.publish()
+            except Exception:
+                log.exception("publishing gauges failed; retrying")
+            await asyncio.sleep(metrics.GAUGE_REPUBLISH_S)
 
     def _expire_uploads(self) -> None:
         for key in expire_pending_uploads(self.settings.database_url, self.settings):

@@ -101,13 +101,31 @@ def model_call(kind: str, model: str = "") -> Iterator[SimpleNamespace]:
         m.real_time_factor.observe(elapsed / call.audio_s, tags={"kind": kind})
 
 
-def set_queue_depth(queue: str, depth: int) -> None:
-    _metrics().queue_depth.set(depth, tags={"queue": queue})
+# Ray 2.60 drops a gauge series that was not set again within two export intervals (its
+# OpenTelemetry recorder's TTL; the interval is RAY_metrics_report_interval_ms, at least 1 s),
+# so a gauge is set again every second, whatever the cadence of the reads behind it.
+GAUGE_REPUBLISH_S = 1.0
 
 
-def set_training_jobs(kind: str, counts: dict[str, int]) -> None:
-    for status, n in counts.items():
-        _metrics().training_jobs.set(n, tags={"kind": kind, "status": status})
+class Gauges:
+    """The latest queue depths and training counts, read on the caller's cadence and published on
+    Ray's: ``update`` stores what the database said, ``publish`` sets every gauge to it."""
+
+    def __init__(self) -> None:
+        self.depths: dict[str, int] = {}
+        self.training: dict[str, dict[str, int]] = {}
+
+    def update(self, depths: dict[str, int], training: dict[str, dict[str, int]]) -> None:
+        self.depths, self.training = dict(depths), {kind: dict(c) for kind, c in training.items()}
+        self.publish()
+
+    def publish(self) -> None:
+        m = _metrics()
+        for queue, depth in self.depths.items():
+            m.queue_depth.set(depth, tags={"queue": queue})
+        for kind, counts in self.training.items():
+            for status, n in counts.items():
+                m.training_jobs.set(n, tags={"kind": kind, "status": status})
 
 
 def webhook_attempt(outcome: str) -> None:

@@ -139,6 +139,19 @@ def test_refusals_deliveries_queues_and_training_runs_are_reported(flow):
     assert all(labels.get("deployment") == "Dispatcher" for labels, _ in after["ray_fathom_queue_depth"])
 
 
+def test_gauges_stay_exported_between_their_reads(flow, ray_cluster):
+    """Ray drops a gauge not set within two export intervals (4 s here); the Dispatcher reads the
+    database every 5 s, so the gauges must be republished in between for every scrape to hold them."""
+    missing = []
+    for i in range(8):  # 10.5 s: two read periods, more than two drop windows
+        samples = scrape(ray_cluster.metrics_url)
+        for name in ("ray_fathom_queue_depth", "ray_fathom_training_jobs"):
+            if not samples.get(name):
+                missing.append((i, name))
+        time.sleep(1.5)
+    assert not missing, f"gauges absent from scrapes: {missing}"
+
+
 def test_every_metric_is_exported_and_tags_stay_bounded(flow):
     _, after, _ = flow
     exported = {name for name in after if name.startswith("ray_fathom_")}
