@@ -9,7 +9,17 @@ import torch
 from data_pipelines.events import Event
 from data_pipelines.features import N_FEATURES
 from schemas.inference import InferenceConfig
-from train_jobs.detection import detect, forward_windows, frame_probs
+from train_jobs import detection
+from train_jobs.detection import (
+    chunk_probs,
+    detect,
+    file_activations,
+    forward_file,
+    forward_windows,
+    frame_probs,
+    pooled_windows,
+    window_context,
+)
 from train_jobs.detector_loop import validate_config
 from train_jobs.models.detector import (
     DetectorDims,
@@ -180,17 +190,56 @@ def test_training_windows_pair_inputs_with_chunk_labels():
 
 
 def test_prediction_does_not_depend_on_how_files_are_batched():
-    """The Detector deployment stacks several files' windows in one forward pass."""
+    """The Detector deployment stacks several short files' pooled windows in one context pass."""
     model = _model(seed=5)
     rng = np.random.default_rng(2)
     a, b = (rng.normal(size=(n, N_FEATURES)).astype(np.float32) for n in (431, 97))
     probs = frame_probs(model, a, SPEC)
     assert probs.shape == (431, 4)
     assert np.all((probs > 0) & (probs < 1))
-    wa, wb = split_windows(a, SPEC), split_windows(b, SPEC)
-    stacked = forward_windows(model, np.concatenate([wa, wb]), SPEC)
-    np.testing.assert_allclose(merge_windows(stacked[: len(wa)], 431, SPEC), probs, atol=1e-5)
-    np.testing.assert_allclose(merge_windows(stacked[len(wa) :], 97, SPEC), frame_probs(model, b, SPEC), atol=1e-5)
+    acts = [file_activations(model, f, SPEC) for f in (a, b)]
+    pooled = [pooled_windows(model, x, SPEC) for x in acts]
+    context = torch.split(window_context(model, torch.cat(pooled), SPEC), [p.shape[0] for p in pooled])
+    np.testing.assert_allclose(merge_windows(chunk_probs(model, acts[0], context[0], SPEC), 431, SPEC), probs, atol=1e-5)
+    np.testing.assert_allclose(merge_windows(chunk_probs(model, acts[1], context[1], SPEC), 97, SPEC), frame_probs(model, b, SPEC), atol=1e-5)
+
+
+def _identity_convs(model: FrameDetector) -> FrameDetector:
+    """Each residual block passes its input through: the local path has no reach past a frame."""
+    with torch.no_grad():
+        for block in model.convs:
+            block.norm.weight.zero_()
+            block.norm.bias.zero_()
+    return model
+
+
+@pytest.mark.parametrize("n_frames", [1, 49, 150, 431, 3001])
+def test_the_file_level_pass_is_the_window_network_where_the_math_is_unchanged(n_frames):
+    """The local path once over the file equals it per window wherever no convolution reaches a
+    window's edge: exactly with pointwise local paths, and within float error of the chunk's own
+    local logits otherwise (only the context of the outer frames sees real neighbours)."""
+    rng = np.random.default_rng(n_frames)
+    feats = rng.normal(size=(n_frames, N_FEATURES)).astype(np.float32)
+    pointwise = _identity_convs(_model(seed=6))
+    np.testing.assert_allclose(
+        forward_file(pointwise, feats, SPEC), forward_windows(pointwise, split_windows(feats, SPEC), SPEC), atol=1e-6
+    )
+    model = _model(seed=7)
+    by_file, by_window = forward_file(model, feats, SPEC), forward_windows(model, split_windows(feats, SPEC), SPEC)
+    assert by_file.shape == by_window.shape == (SPEC.num_windows(n_frames), SPEC.chunk_frames, len(TYPES))
+    np.testing.assert_allclose(by_file, by_window, atol=2e-3)
+
+
+def test_the_local_pass_in_segments_equals_one_pass(monkeypatch):
+    """Long files run the local path in overlapping segments: their seams must not show."""
+    model = _model(seed=8)
+    feats = np.random.default_rng(8).normal(size=(1234, N_FEATURES)).astype(np.float32)
+    whole = file_activations(model, feats, SPEC)
+    monkeypatch.setattr(detection, "LOCAL_SEGMENT_FRAMES", 97)  # 14 segments of the 1350 padded frames
+    segmented = file_activations(model, feats, SPEC)
+    assert model.dims.receptive_frames == 15
+    torch.testing.assert_close(segmented.local, whole.local, atol=1e-5, rtol=0)  # float error of other lengths
+    np.testing.assert_allclose(forward_file(model, feats, SPEC), chunk_probs(model, whole, detection.file_context(model, whole, SPEC), SPEC), atol=1e-6)
 
 
 def test_detections_are_reported_in_whole_ms_inside_the_file():

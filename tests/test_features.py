@@ -7,6 +7,7 @@ import torch
 import data_pipelines.features as features
 from data_pipelines.audio import SAMPLE_RATE, decode_audio, encode_audio
 from data_pipelines.features import (
+    CLIP_LEVEL_QUANTILE,
     FRAME_HOP_MS,
     HOP_LENGTH,
     FEATURE_VERSIONS,
@@ -17,6 +18,7 @@ from data_pipelines.features import (
     TRANSIENT_NAMES,
     compute_features,
     frame_count,
+    upper_quantile,
 )
 from data_pipelines.synth import make_clip
 
@@ -199,3 +201,14 @@ def test_a_2ms_click_lifts_peakiness_and_the_loudest_sub_block():
     fx, fy = compute_features(x), compute_features(y)
     assert _transient(fy, "step_peakiness")[70] > _transient(fx, "step_peakiness").max() + 0.5
     assert _transient(fy, "log_sub_rms_max")[70] > _transient(fx, "log_sub_rms_max").max() + 0.5
+
+
+@pytest.mark.parametrize("n", [1, 2, 15, 1000, 160_000, 480_001])
+def test_the_clip_level_is_numpys_quantile(n):
+    """``upper_quantile`` skips most of the partition numpy does, and gives numpy's value: on speech,
+    on clipped signals whose top values tie, on silence and on tiny inputs."""
+    rng = np.random.default_rng(n)
+    speech = np.abs(make_clip(n % 7, duration_s=max(n, 1) / SAMPLE_RATE + 0.01).waveform[:n])
+    clipped = np.abs(np.clip(rng.normal(size=n).astype(np.float32), -0.4, 0.4))
+    for values in (speech, clipped, np.zeros(n, np.float32), np.abs(rng.normal(size=n)).astype(np.float32)):
+        assert upper_quantile(values, CLIP_LEVEL_QUANTILE) == float(np.quantile(values, CLIP_LEVEL_QUANTILE))

@@ -122,14 +122,18 @@ def split_windows(features: np.ndarray, spec: WindowSpec) -> np.ndarray:
     Window n holds frames [n*stride - context, n*stride + chunk + context); frames
     outside [0, T) are ``PAD_VALUE``. N = ``spec.num_windows(T)``.
     """
+    views = sliding_window_view(pad_for_windows(features, spec), spec.window_frames, axis=0)[:: spec.stride_frames]
+    return np.ascontiguousarray(views.transpose(0, 2, 1))  # [N, W, F]
+
+
+def pad_for_windows(features: np.ndarray, spec: WindowSpec) -> np.ndarray:
+    """[T, F] with ``PAD_VALUE`` frames before and after: [(N - 1) * stride + window, F], window n starting at frame n * stride."""
     if features.ndim != 2:
         raise ValueError(f"features must be [frames, features], got shape {features.shape}")
     n_frames = features.shape[0]
     n_windows = spec.num_windows(n_frames)
     right = (n_windows - 1) * spec.stride_frames + spec.chunk_frames + spec.context_frames - n_frames
-    padded = np.pad(features, ((spec.context_frames, right), (0, 0)), constant_values=PAD_VALUE)
-    views = sliding_window_view(padded, spec.window_frames, axis=0)[:: spec.stride_frames]
-    return np.ascontiguousarray(views.transpose(0, 2, 1))  # [N, W, F]
+    return np.pad(features, ((spec.context_frames, right), (0, 0)), constant_values=PAD_VALUE)
 
 
 def merge_windows(chunk_probs: np.ndarray, n_frames: int, spec: WindowSpec) -> np.ndarray:

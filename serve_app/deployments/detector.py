@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from ray import serve
 
 from cluster import registry
@@ -27,16 +28,16 @@ from data_pipelines.features import compute_features
 from schemas.inference import InferenceConfig
 from serve_app.deployments.replica import LoadedModel, ModelReplica, ModelUnavailable
 from serve_app.metrics import model_call
-from train_jobs.detection import detection_dict, detections_from_chunks, forward_windows
+from train_jobs.detection import chunk_probs, detection_dict, detections_from_chunks, file_activations, file_context, pooled_windows, window_context
 from train_jobs.models.detector import load_checkpoint
-from train_jobs.windows import split_windows
 
 log = logging.getLogger("fathom.detector")
 
 MAX_MODELS_PER_REPLICA = 8
-DEFAULT_MAX_BATCH_SIZE = 16  # requests (files) per forward pass; their windows are concatenated
+DEFAULT_MAX_BATCH_SIZE = 16  # requests (files) per context pass; their windows are concatenated
 CONCURRENT_BATCHES = 2  # one batch computes while the next fills; on CPU both use cores
 DEFAULT_BATCH_WAIT_S = 0.01
+FULL_PASS_WINDOWS = 64  # a file with this many windows (16 s) fills a context pass alone: it waits for no other
 
 __all__ = ["Detector", "ModelUnavailable"]
 
@@ -118,11 +119,7 @@ class Detector(ModelReplica):
             features = await asyncio.to_thread(compute_features, wave, version=meta.feature_version)
             if views and audio_key:
                 await asyncio.to_thread(store_views, self.blobs, audio_key, wave, features)
-            windows = split_windows(features, meta.window)
-            if self.batching:
-                chunks = await self._batched(windows)
-            else:
-                chunks = await asyncio.to_thread(forward_windows, loaded.model, windows, meta.window, device=self.device)
+            chunks = await self._forward(loaded, features)
 
         def decoded(c: InferenceConfig) -> list[dict[str, Any]]:
             events = detections_from_chunks(chunks, features.shape[0], meta.window, meta.artifact_types, c, duration_ms)
@@ -133,13 +130,22 @@ class Detector(ModelReplica):
             out["sweep"] = {f"{t:.1f}": decoded(cfg.model_copy(update={"threshold": float(t)})) for t in sweep}
         return out
 
+    async def _forward(self, loaded: LoadedModel, features: np.ndarray) -> np.ndarray:
+        """Chunk probabilities of one file (``train_jobs.detection``): the local path over the file here,
+        the context path batched with other short files' windows, or alone when the file fills a pass."""
+        model, spec = loaded.model, loaded.meta.window
+        acts = await asyncio.to_thread(file_activations, model, features, spec, device=self.device)
+        if self.batching and acts.n_windows < FULL_PASS_WINDOWS:
+            context = await self._batched(await asyncio.to_thread(pooled_windows, model, acts, spec))
+        else:
+            context = await asyncio.to_thread(file_context, model, acts, spec)
+        return chunk_probs(model, acts, context, spec)
+
     @serve.batch(
         max_batch_size=DEFAULT_MAX_BATCH_SIZE, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_S, max_concurrent_batches=CONCURRENT_BATCHES
     )
-    async def _batched(self, items: list[np.ndarray]) -> list[np.ndarray]:
-        """One forward pass over the windows of every file in the batch (Serve splits batches by model)."""
+    async def _batched(self, items: list[torch.Tensor]) -> list[torch.Tensor]:
+        """One context pass over the pooled windows of every file in the batch (Serve splits batches by model)."""
         _, loaded = await self.requested_model()
-        stacked = np.concatenate(items, axis=0)
-        probs = await asyncio.to_thread(forward_windows, loaded.model, stacked, loaded.meta.window, device=self.device)
-        bounds = np.cumsum([0] + [w.shape[0] for w in items])
-        return [probs[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        context = await asyncio.to_thread(window_context, loaded.model, torch.cat(items), loaded.meta.window)
+        return list(torch.split(context, [w.shape[0] for w in items]))

@@ -43,6 +43,11 @@ class DetectorDims:
     context_pool: int = 4  # frames per GRU step (40 ms)
     dropout: float = 0.1
 
+    @property
+    def receptive_frames(self) -> int:
+        """Frames on each side that reach one output of the local path (15 for the defaults)."""
+        return (self.kernel_size - 1) // 2 * (2**self.n_conv_layers - 1)
+
     def __post_init__(self) -> None:
         for name in ("n_features", "n_classes", "channels", "hidden", "n_conv_layers", "context_pool"):
             if getattr(self, name) < 1:
@@ -117,19 +122,61 @@ class FrameDetector(nn.Module):
         self.feature_std.copy_(std_t.clamp_min(MIN_FEATURE_STD))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        local = self.local_path(x)  # [B, channels, T]
+        context = self.context_path(self.pool(local))  # [B, ceil(T/pool), n_classes]
+        n_frames = x.shape[1]
+        context_logits = context.repeat_interleave(self.dims.context_pool, dim=1)[:, :n_frames]
+        return self.head_local(local.transpose(1, 2)) + context_logits  # [B, T, n_classes]
+
+    # The three parts of ``forward``, which serving runs separately (``train_jobs.detection``):
+    # the local path once over a whole file, the context path per window.
+
+    def local_path(self, x: torch.Tensor) -> torch.Tensor:
+        """Features [B, T, F] -> local activations [B, channels, T] (NaN frames read as padding)."""
         if x.ndim != 3 or x.shape[-1] != self.dims.n_features:
             raise ValueError(
                 f"expected input [batch, frames, {self.dims.n_features}], got {tuple(x.shape)}"
             )
-        n_frames, pool = x.shape[1], self.dims.context_pool
         inside = torch.isfinite(x).all(dim=-1, keepdim=True)  # [B, T, 1]
         x = torch.where(inside, (x - self.feature_mean) / self.feature_std, 0.0)
         x = torch.cat([x, inside.to(x.dtype)], dim=-1)
-        local = self.convs(self.proj(x.transpose(1, 2)))  # [B, channels, T]
-        pooled = nn.functional.avg_pool1d(local, pool, ceil_mode=True)  # [B, channels, ceil(T/pool)]
-        context, _ = self.rnn(pooled.transpose(1, 2))  # [B, ceil(T/pool), 2*hidden]
-        context_logits = self.head_context(context).repeat_interleave(pool, dim=1)[:, :n_frames]
-        return self.head_local(local.transpose(1, 2)) + context_logits  # [B, T, n_classes]
+        return self.convs(self.proj(x.transpose(1, 2)))
+
+    def pool(self, local: torch.Tensor) -> torch.Tensor:
+        """Local activations [B, channels, T] -> the context path's steps [B, channels, ceil(T/pool)]."""
+        return nn.functional.avg_pool1d(local, self.dims.context_pool, ceil_mode=True)
+
+    def context_path(self, pooled: torch.Tensor, steps: tuple[int, int] | None = None) -> torch.Tensor:
+        """Pooled activations [B, channels, S] -> context logits [B, S, n_classes], one per pooled step.
+
+        ``steps=(a, b)``: only steps a..b-1 are wanted, so the forward recurrence stops at b and
+        the backward one at a: the same values for those steps, [B, b - a, n_classes], with less
+        sequential work (serving wants a window's chunk, not its context).
+        """
+        seq = pooled.transpose(1, 2)  # [B, S, channels]
+        if steps is None:
+            context, _ = self.rnn(seq)  # [B, S, 2*hidden]
+            return self.head_context(context)
+        a, b = steps
+        forward, backward = self._directions()
+        ahead, _ = forward(seq[:, :b])
+        behind, _ = backward(seq[:, a:].flip(1))
+        return self.head_context(torch.cat([ahead[:, a:], behind.flip(1)[:, : b - a]], dim=-1))
+
+    def _directions(self) -> tuple[nn.GRU, nn.GRU]:
+        """The bidirectional GRU's two directions as one-way GRUs sharing its parameters (not submodules:
+        the checkpoint keeps its layout)."""
+        cached = self.__dict__.get("_direction_grus")
+        if cached is not None and cached[0].weight_ih_l0 is self.rnn.weight_ih_l0:
+            return cached
+        grus = []
+        for suffix in ("", "_reverse"):
+            gru = nn.GRU(self.dims.channels, self.dims.hidden, batch_first=True)
+            for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+                setattr(gru, name, getattr(self.rnn, name + suffix))
+            grus.append(gru)
+        object.__setattr__(self, "_direction_grus", tuple(grus))
+        return self.__dict__["_direction_grus"]
 
 
 def feature_stats(feature_arrays: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
