@@ -5,7 +5,7 @@ the API's defaults; they differ in the forward pass:
 
 - ``windows``: the path before the local path ran per file: every analysis window through the
   whole network on its own, as it trains (``split_windows`` + ``forward_windows``), and the
-  clip level of the features by ``np.quantile`` over every sample (same features);
+  features as ``--baseline-rev`` computed them (the same values, by slower code);
 - ``file``: the serving path (``train_jobs.detection.forward_file``): the local path once over
   the file, the context path per window.
 
@@ -15,7 +15,7 @@ by the job's own loop (or ``--model``) scores held-out files of other seeds, cle
 ``real_world`` preset, through both paths; the table gives event F1 per class and how many
 files get exactly the same detections. Prints tables and writes bench/results/detect_cpu.json.
 
-    python bench/detect_cpu.py [--files 32] [--clip-s 30] [--repeats 3] [--model CHECKPOINT | --save-model PATH] [--train-clips 24] [--epochs 12]
+    python bench/detect_cpu.py [--files 32] [--clip-s 30] [--repeats 3] [--model CHECKPOINT | --save-model PATH] [--train-clips 24] [--epochs 12] [--baseline-rev REV]
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import os
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -54,29 +53,21 @@ def detections_by(path: str, model, meta, features: np.ndarray, duration_ms: int
     return detections_from_chunks(chunks, features.shape[0], meta.window, meta.artifact_types, InferenceConfig(), duration_ms)
 
 
-@contextmanager
-def clip_level_by(path: str):
-    """The features' clip level as the path computed it (the same value either way)."""
-    from data_pipelines import features
+def baseline_features(rev: str):
+    """``compute_features`` as ``data_pipelines/features.py`` had it at git revision ``rev`` (same values)."""
+    import subprocess
+    import types
 
-    fast = features.upper_quantile
-    if path == "windows":
-        features.upper_quantile = lambda values, q: float(np.quantile(values, q))
-    try:
-        yield
-    finally:
-        features.upper_quantile = fast
+    root = Path(__file__).resolve().parents[1]
+    source = subprocess.run(["git", "-C", str(root), "show", f"{rev}:data_pipelines/features.py"], capture_output=True, check=True, text=True).stdout
+    module = types.ModuleType(f"features_at_{rev}")
+    exec(compile(source, f"{rev}:data_pipelines/features.py", "exec"), module.__dict__)
+    return module.compute_features
 
 
-def timed_pass(path: str, model, meta, audio: list[bytes]) -> dict[str, float]:
+def timed_pass(path: str, model, meta, audio: list[bytes], featurize) -> dict[str, float]:
     """Seconds per stage over every file, and the audio seconds."""
-    with clip_level_by(path):
-        return _timed_pass(path, model, meta, audio)
-
-
-def _timed_pass(path: str, model, meta, audio: list[bytes]) -> dict[str, float]:
     from data_pipelines.audio import decode_audio
-    from data_pipelines.features import compute_features
     from schemas.inference import InferenceConfig
     from train_jobs.detection import detections_from_chunks
 
@@ -86,7 +77,7 @@ def _timed_pass(path: str, model, meta, audio: list[bytes]) -> dict[str, float]:
         t0 = time.perf_counter()
         decoded = decode_audio(data)
         t1 = time.perf_counter()
-        feats = compute_features(decoded.waveform, version=meta.feature_version)
+        feats = featurize(decoded.waveform, version=meta.feature_version)
         t2 = time.perf_counter()
         chunks = chunks_by(path, model, meta, feats)
         t3 = time.perf_counter()
@@ -137,6 +128,7 @@ def main() -> None:
     p.add_argument("--train-clips", type=int, default=24)
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--test-clips", type=int, default=12)
+    p.add_argument("--baseline-rev", default="421b668", help="git revision whose feature code the windows path runs")
     args = p.parse_args()
 
     import torch
@@ -171,11 +163,14 @@ def main() -> None:
 
     clips = [make_clip(seed, duration_s=args.clip_s) for seed in range(min(args.files, 16))]
     audio = [encode_audio(clips[i % len(clips)].waveform, clips[i % len(clips)].sample_rate, "wav") for i in range(args.files)]
-    timed_pass("file", model, meta, audio[:2])  # warm-up
+    featurize = {"windows": baseline_features(args.baseline_rev), "file": compute_features}
+    for path in PATHS:
+        np.testing.assert_array_equal(featurize[path](clips[0].waveform), compute_features(clips[0].waveform))
+        timed_pass(path, model, meta, audio[:2], featurize[path])  # warm-up
     passes: dict[str, list[dict]] = {path: [] for path in PATHS}
     for _ in range(args.repeats):
         for path in PATHS:
-            passes[path].append(timed_pass(path, model, meta, audio))
+            passes[path].append(timed_pass(path, model, meta, audio, featurize[path]))
     speed, speed_rows = [], []
     for path in PATHS:
         best = min(passes[path], key=lambda r: sum(r[k] for k in ("decode", "features", "forward", "detections")))
@@ -186,7 +181,7 @@ def main() -> None:
     ratio = speed[1]["audio_s_per_s"] / speed[0]["audio_s_per_s"]
     print_table(["path", "audio s/s (1 thread)", "decode", "features", "forward", "detections"], speed_rows)
     print(f"file / windows: {ratio:.2f}x")
-    setup = {"files": args.files, "clip_s": args.clip_s, "repeats": args.repeats, "threads": 1, "model": args.model or f"trained: {args.train_clips} clips, {args.epochs} epochs",
+    setup = {"baseline_rev": args.baseline_rev, "files": args.files, "clip_s": args.clip_s, "repeats": args.repeats, "threads": 1, "model": args.model or f"trained: {args.train_clips} clips, {args.epochs} epochs",
              "test_clips": args.test_clips}
     print(f"wrote {write_results('detect_cpu', {'setup': setup, 'speed': speed, 'file_over_windows': ratio, 'quality': quality})}")
 

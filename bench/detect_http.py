@@ -62,18 +62,41 @@ def ceiling(audio: list[bytes]) -> float:
     return seconds / (time.perf_counter() - t0)
 
 
-def run_file(client: requests.Session, base: str, job_id: str, data: bytes, poll_s: float) -> float:
+HOPS = ("upload-url", "presigned POST", "confirm", "queued -> result recorded", "recorded -> seen by a poll")
+
+
+def run_file(client: requests.Session, base: str, job_id: str, data: bytes, poll_s: float) -> dict:
+    """One file through the vendor's flow: its latency, file id, and the client's hops (wall-clock ends for the server's)."""
     t0 = time.perf_counter()
     info = client.post(f"{base}/api/v1/inference-jobs/{job_id}/files/upload-url", json={"filename": "a.wav", "file_size_bytes": len(data)}).json()
+    t1 = time.perf_counter()
     r = requests.post(info["upload_url"], data=info["upload_fields"], files={"file": ("a.wav", data)}, timeout=60)
     assert r.status_code == 204, r.text
+    t2 = time.perf_counter()
     client.post(f"{base}/api/v1/inference-jobs/{job_id}/files/confirm", json={"file_id": info["file_id"]}).raise_for_status()
+    t3 = time.perf_counter()
     while True:
         time.sleep(poll_s)
         f = client.get(f"{base}/api/v1/inference-jobs/{job_id}/files/{info['file_id']}").json()
         if f["status"] in ("completed", "failed"):
             assert f["status"] == "completed", f["error_message"]
-            return time.perf_counter() - t0
+            done = time.perf_counter()
+            return {"latency": done - t0, "file_id": info["file_id"], "hops": [t1 - t0, t2 - t1, t3 - t2], "poll_wait": done - t3}
+
+
+def hop_profile(settings, files: list[dict]) -> list[dict]:
+    """Mean seconds of each hop of a file, the server's from its row (queued_at, processed_at)."""
+    from cluster.db import open_session
+    from cluster.tables import InferenceFile
+
+    with open_session(settings.database_url) as s:
+        rows = {f.id: f for f in s.query(InferenceFile).filter(InferenceFile.id.in_([f["file_id"] for f in files]))}
+        server = [(rows[f["file_id"]].processed_at - rows[f["file_id"]].queued_at).total_seconds() for f in files]
+    mean = lambda xs: float(np.mean(xs))  # noqa: E731
+    hops = [mean([f["hops"][i] for f in files]) for i in range(3)]
+    hops += [mean(server), max(0.0, mean([f["poll_wait"] for f in files]) - mean(server))]
+    total = mean([f["latency"] for f in files])
+    return [{"hop": name, "mean_s": h, "share": h / total} for name, h in zip(HOPS, hops)]
 
 
 def run_level(base: str, key: str, model_id: str, audio: list[bytes], concurrency: int, clip_s: float, poll_s: float) -> dict:
@@ -84,14 +107,16 @@ def run_level(base: str, key: str, model_id: str, audio: list[bytes], concurrenc
     job_id = session.post(f"{base}/api/v1/inference-jobs", json={"model_id": model_id}).json()["id"]
     t0 = time.perf_counter()
     with cf.ThreadPoolExecutor(concurrency) as pool:
-        latencies = list(pool.map(lambda d: run_file(session, base, job_id, d, poll_s), audio))
+        files = list(pool.map(lambda d: run_file(session, base, job_id, d, poll_s), audio))
     wall = time.perf_counter() - t0
+    latencies = [f["latency"] for f in files]
     return {
         "concurrency": concurrency,
         "files": len(audio),
         "audio_s_per_s": len(audio) * clip_s / wall,
         "p50_s": float(np.percentile(latencies, 50)),
         "p99_s": float(np.percentile(latencies, 99)),
+        "file_runs": files,
     }
 
 
@@ -151,6 +176,7 @@ def main() -> None:
         run_level(base, key, model_id, audio[:4], 4, args.clip_s, args.poll_s)  # warm-up: model load, connections
         for c in levels:
             r = run_level(base, key, model_id, audio, c, args.clip_s, args.poll_s) | {"batching": batching, "path": "http"}
+            r["hops"] = hop_profile(local.settings, r.pop("file_runs"))
             results["runs"].append(r)
             rows.append(["http", batching, c, r["files"], r["audio_s_per_s"], r["p50_s"], r["p99_s"]])
             print_table(HEADERS, rows[-1:])
@@ -177,6 +203,8 @@ def main() -> None:
     print(f"\nin-process ceiling (1 thread): {ceil:.1f} audio s/s; best HTTP / ceiling = {results['http_over_ceiling']:.2f}")
     print(f"batched / unbatched at concurrency {top}: HTTP {results['batched_over_unbatched_at_top']:.2f}x, "
           f"handle {results['handle_batched_over_unbatched']:.2f}x")
+    print(f"\nwhere a file's time goes (HTTP, batching on, concurrency {top}):")
+    print_table(["hop", "mean s", "share"], [[h["hop"], h["mean_s"], f"{100 * h['share']:.0f} %"] for h in on["hops"]])
     print(f"wrote {write_results(args.name, results)}")
     serve.shutdown()
     ray.shutdown()

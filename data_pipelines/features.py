@@ -208,10 +208,7 @@ def _transients(x: np.ndarray, start: int, stop: int, out: np.ndarray) -> None:
     peak = np.abs(blocks).max(axis=1)
     local_peak = np.maximum(np.maximum(peak[:-2], peak[1:-1]), peak[2:])
     threshold = np.maximum(QUIET_RE_LOCAL_PEAK * local_peak, DIGITAL_SILENCE)
-    quiet = np.abs(blocks[1:-1]) <= threshold[:, None]
-    idx = np.arange(HOP_LENGTH)
-    last_loud = np.maximum.accumulate(np.where(quiet, -1, idx), axis=1)
-    longest = (idx - last_loud).max(axis=1)
+    longest = _longest_runs(np.abs(blocks[1:-1]) <= threshold[:, None])
     d2 = np.abs(np.diff(seg, n=2))[HOP_LENGTH - 1 : HOP_LENGTH - 1 + (stop - start) * HOP_LENGTH]
     d2 = d2.reshape(-1, HOP_LENGTH)
     d2_rms = np.sqrt(np.mean(np.square(d2, dtype=np.float64), axis=1))
@@ -225,6 +222,25 @@ def _transients(x: np.ndarray, start: int, stop: int, out: np.ndarray) -> None:
     base = N_MELS + N_STATS
     for name, values in stats.items():
         out[start:stop, base + TRANSIENT_NAMES.index(name)] = values
+
+
+def _longest_runs(flags: np.ndarray) -> np.ndarray:
+    """Length of the longest run of True in each row of bool [rows, n]: int64 [rows].
+
+    Runs are read from the edges of each row padded with False on both sides (+1 where a run
+    starts, -1 one past its end), so the work goes with the number of runs, not of samples.
+    """
+    rows, n = flags.shape
+    edges = np.zeros((rows, n + 2), np.int8)
+    edges[:, 1:-1] = flags
+    steps = np.diff(edges, axis=1).ravel()  # rows of n + 1
+    starts, ends = np.flatnonzero(steps == 1), np.flatnonzero(steps == -1)
+    longest = np.zeros(rows, np.int64)
+    if starts.size:
+        row = starts // (n + 1)
+        first = np.flatnonzero(np.diff(row, prepend=-1))  # each row's first run (rows ascend)
+        longest[row[first]] = np.maximum.reduceat(ends - starts, first)
+    return longest
 
 
 def frame_times_ms(n_frames: int) -> np.ndarray:

@@ -212,3 +212,21 @@ def test_the_clip_level_is_numpys_quantile(n):
     clipped = np.abs(np.clip(rng.normal(size=n).astype(np.float32), -0.4, 0.4))
     for values in (speech, clipped, np.zeros(n, np.float32), np.abs(rng.normal(size=n)).astype(np.float32)):
         assert upper_quantile(values, CLIP_LEVEL_QUANTILE) == float(np.quantile(values, CLIP_LEVEL_QUANTILE))
+
+
+def test_longest_quiet_runs_are_counted_per_frame():
+    """Runs that touch a frame's edges, fill it, or do not occur; against a sample-by-sample count."""
+    rng = np.random.default_rng(5)
+    flags = np.concatenate([rng.random((200, HOP_LENGTH)) < p for p in (0.1, 0.5, 0.95)])
+    flags[0], flags[1] = True, False
+    flags[2, :7], flags[2, 7:] = True, False
+    expected = []
+    for row in flags:
+        run = best = 0
+        for f in row:
+            run = run + 1 if f else 0
+            best = max(best, run)
+        expected.append(best)
+    got = features._longest_runs(flags)
+    assert got.tolist() == expected
+    assert got[0] == HOP_LENGTH and got[1] == 0 and got[2] == 7
