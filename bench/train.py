@@ -12,7 +12,15 @@ augmentation is off, 16 kHz waveform rows perturbed and featurised in the traini
 when it is on (default options); the ratio is on / off. Prints tables and writes
 bench/results/train.json.
 
+With ``--job-minutes 10,120``: a detector trained through the API as a user does it (upload,
+annotate, publish, ``POST /api/v1/training-jobs``) on a local platform started as ``make run``
+does, its phases read from the job's timestamps and log (submit to running, data preparation,
+epochs, evaluation and registration), beside the compute-only loop: the job's own training step
+over the same files' windows held in memory, same epochs and workers. Target: running to
+registered <= 2x the compute-only epochs. Written to bench/results/train_job.json.
+
     python bench/train.py [--clips 32] [--epochs 4] [--workers 1,2] [--stt-utterances 256 --stt-epochs 4]
+    python bench/train.py --job-minutes 10 [--job-epochs 20] [--job-workers 2] --job-only
 """
 
 from __future__ import annotations
@@ -109,8 +117,164 @@ def bench_stt(args, tmp: Path) -> tuple[list[dict], list[list]]:
     return runs, table
 
 
+# --- the real job path against the compute-only loop ---------------------------------------------------
+
+JOB_CLIP_S = 10.0  # s per uploaded file
+VALIDATION_SPLIT = 0.2  # the training config's default: the job trains on the other files
+
+
+def compute_loop(config: dict) -> None:
+    """The job's training step (``_run_epoch``) over windows already in memory: each rank its share,
+    shuffled every epoch, no data pipeline, no augmentation, no checkpoint."""
+    import torch
+
+    from train_jobs.detector_loop import _run_epoch
+    from train_jobs.models.detector import DetectorDims, FrameDetector
+    from train_jobs.windows import WindowSpec
+
+    rank, world = ray.train.get_context().get_world_rank(), ray.train.get_context().get_world_size()
+    data = torch.load(config["windows_path"], weights_only=True)
+    x, y = data["x"][rank::world], data["y"][rank::world]
+    torch.manual_seed(0)
+    model = FrameDetector(DetectorDims(**config["dims"]))
+    model.set_normalization(config["feature_mean"], config["feature_std"])
+    model = ray.train.torch.prepare_model(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config["learning_rate"])
+    window, batch = WindowSpec(**config["window"]), config["batch_size"]
+    for epoch in range(1, config["epochs"] + 1):
+        order = torch.randperm(len(x))
+        batches = ({"x": x[order[i : i + batch]], "y": y[order[i : i + batch]]} for i in range(0, len(x), batch))
+        _run_epoch(model, batches, pos_weight=None, window=window, optimizer=optimizer, n_classes=config["dims"]["n_classes"], device=torch.device("cpu"))
+        ray.train.report({"epoch": epoch})
+
+
+def job_clips(minutes: float) -> list:
+    from data_pipelines.synth import make_clip
+
+    return [make_clip(7_000 + i, duration_s=JOB_CLIP_S) for i in range(int(round(minutes * 60 / JOB_CLIP_S)))]
+
+
+def run_job_path(minutes: float, epochs: int, workers: int, tmp: Path) -> dict:
+    """A detector trained through the API exactly as a user does it, on a local platform started as ``make run``
+    does: upload, annotate, publish, train; the phases read from the job's own timestamps and log."""
+    from datetime import datetime
+
+    from bench.load import start_platform
+    from data_pipelines.audio import encode_audio
+    from data_pipelines.synth import ARTIFACT_TYPES
+    from serve_app.client import FathomClient
+
+    clips = job_clips(minutes)
+    platform = start_platform(tmp / f"platform-{minutes}.log")
+    try:
+        with FathomClient(platform.base_url, platform.key, timeout=120) as client:
+            dataset = client.create_dataset(f"bench-{minutes}min", list(ARTIFACT_TYPES))["id"]
+            uploaded = []
+            for i, clip in enumerate(clips):
+                path = tmp / f"clip-{i}.wav"
+                path.write_bytes(encode_audio(clip.waveform, clip.sample_rate, "wav"))
+                uploaded.append(client.upload_dataset_file(dataset, path)["audio_id"])
+                path.unlink()
+            client.wait(lambda: {"audio": client.dataset_audio(dataset)},
+                        lambda d: all(a["processing_status"] == "ready" for a in d["audio"]) and len(d["audio"]) == len(clips),
+                        interval_s=2.0, timeout_s=1800)
+            set_id = client.create_annotation_set(dataset)["id"]
+            annotations = [{"audio_file_id": audio_id, "artifact_type": e.artifact_type, "start_ms": int(e.start_ms), "end_ms": int(e.end_ms)}
+                           for audio_id, clip in zip(uploaded, clips) for e in clip.events]
+            for i in range(0, len(annotations), 500):
+                client.add_annotations(dataset, set_id, annotations[i : i + 500])
+            client.publish(dataset, set_id)
+            config = {"epochs": epochs, "num_workers": workers, "batch_size": 64, "learning_rate": 0.003, "artifact_types": list(ARTIFACT_TYPES)}
+            job = client.start_training(dataset, set_id, config)
+            job = client.wait(lambda: client.training_job(job["id"]), lambda j: j["status"] in ("completed", "failed", "cancelled"),
+                              interval_s=2.0, timeout_s=7200)
+            assert job["status"] == "completed", job["error_message"]
+            log = client.training_log(job["id"])
+    finally:
+        platform.stop()
+
+    at = lambda text: datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()  # noqa: E731
+    epoch_times = [at(e["timestamp"]) for e in log if e["message"].startswith("epoch ")]
+    training_msg = next(at(e["timestamp"]) for e in log if e["message"].startswith("training ") and " epochs on " in e["message"])
+    created, started, completed = at(job["created_at"]), at(job["started_at"]), at(job["completed_at"])
+    return {
+        "minutes": minutes, "files": len(clips), "epochs": epochs, "workers": workers,
+        "submit_to_running_s": started - created,
+        "running_to_first_epoch_s": epoch_times[0] - started,
+        "data_preparation_s": training_msg - started,
+        "epochs_s": epoch_times[-1] - training_msg,
+        "mean_epoch_s": (epoch_times[-1] - epoch_times[0]) / max(1, len(epoch_times) - 1),
+        "after_last_epoch_s": completed - epoch_times[-1],
+        "running_to_registered_s": completed - started,
+        "event_f1": job["metrics"].get("event_f1"),
+        "log": [{"s": round(at(e["timestamp"]) - created, 2), "message": e["message"][:90]} for e in log],
+    }
+
+
+def run_compute_only(minutes: float, epochs: int, workers: int, tmp: Path) -> dict:
+    """The windows (clean features) of as many clips as the job trains on, the same epochs and workers, through ``compute_loop``."""
+    import torch
+
+    from data_pipelines.features import FEATURE_VERSION, compute_features
+    from data_pipelines.synth import ARTIFACT_TYPES
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+    from schemas.training import TrainingConfig
+    from train_jobs.detector import make_loop_config
+    from train_jobs.detector_data import file_windows
+    from train_jobs.models.detector import feature_stats
+    from train_jobs.progress import collect_reports_promptly
+    from train_jobs.windows import WindowSpec
+
+    clips = job_clips(minutes)
+    clips = clips[min(max(1, round(len(clips) * VALIDATION_SPLIT)), len(clips) - 1):]  # as many files as the job trains on
+    spec = WindowSpec.from_ms(500, 250)
+    windows = [w for c in clips for w in file_windows(c.waveform, c.events, artifact_types=ARTIFACT_TYPES, spec=spec, feature_version=FEATURE_VERSION)]
+    path = tmp / f"windows-{minutes}.pt"
+    torch.save({"x": torch.from_numpy(np.stack([w["x"] for w in windows])), "y": torch.from_numpy(np.stack([w["y"] for w in windows]))}, path)
+    mean, std = feature_stats(compute_features(c.waveform) for c in clips)
+    options = TrainingConfig(artifact_types=list(ARTIFACT_TYPES), epochs=epochs, learning_rate=0.003, batch_size=64)
+    config = make_loop_config(options, spec, mean, std) | {"windows_path": str(path)}
+    clock = tmp / f"compute-clock-{minutes}.jsonl"
+    collect_reports_promptly()  # as the job's trainer does: epochs not rounded up to the controller's polls
+    t0 = time.time()
+    TorchTrainer(compute_loop, train_loop_config=config, scaling_config=ScalingConfig(num_workers=workers, use_gpu=False),
+                 run_config=RunConfig(name=f"compute-{minutes}-{int(t0)}", storage_path=str(tmp / "store"), callbacks=[ReportClock(str(clock))])).fit()
+    total = time.time() - t0
+    times = [json.loads(line)["t"] for line in clock.read_text().splitlines()]
+    mean_epoch = (times[-1] - times[0]) / max(1, len(times) - 1)
+    return {"minutes": minutes, "windows": len(windows), "epochs": epochs, "workers": workers, "mean_epoch_s": mean_epoch,
+            "compute_s": mean_epoch * epochs, "total_s": total}
+
+
+def bench_job_path(args, tmp: Path) -> dict:
+    """Each size through the API, then its compute-only loop on a fresh local Ray (so neither holds the other's CPUs)."""
+    out = []
+    for minutes in [float(m) for m in args.job_minutes.split(",")]:
+        job = run_job_path(minutes, args.job_epochs, args.job_workers, tmp)
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        compute = run_compute_only(minutes, args.job_epochs, args.job_workers, tmp)
+        ray.shutdown()
+        job["compute_only"] = compute
+        job["job_over_compute"] = job["running_to_registered_s"] / compute["compute_s"]
+        job["epoch_over_compute_epoch"] = job["mean_epoch_s"] / compute["mean_epoch_s"]
+        out.append(job)
+        print_table(
+            ["audio min", "files", "epochs", "submit->running s", "data prep s", "epochs s", "after last epoch s", "running->registered s",
+             "compute-only s", "job / compute", "epoch / compute epoch"],
+            [[minutes, job["files"], job["epochs"], job["submit_to_running_s"], job["data_preparation_s"], job["epochs_s"],
+              job["after_last_epoch_s"], job["running_to_registered_s"], compute["compute_s"], job["job_over_compute"],
+              job["epoch_over_compute_epoch"]]],
+        )
+    return {"runs": out}
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
+    p.add_argument("--job-minutes", default="", help="also train through the API on this many minutes of audio (comma list), beside the compute-only loop")
+    p.add_argument("--job-epochs", type=int, default=20)
+    p.add_argument("--job-workers", type=int, default=2)
+    p.add_argument("--job-only", action="store_true", help="only the job path (results in bench/results/train_job.json)")
     p.add_argument("--clips", type=int, default=32)
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--workers", default="1,2")
@@ -129,6 +293,11 @@ def main() -> None:
     from train_jobs.detector_loop import fit_detector
     from train_jobs.windows import WindowSpec
 
+    if args.job_minutes:
+        job = bench_job_path(args, Path(tempfile.mkdtemp(prefix="fathom-train-job-")))
+        print(f"wrote {write_results('train_job', job)}")
+        if args.job_only:
+            return
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     rows = build_files(args.clips)

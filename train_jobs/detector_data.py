@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,53 @@ log = logging.getLogger("fathom.train.detector")
 
 SHUFFLE_FILES = 8  # windows of this many files are shuffled together into batches
 TASK_NUM_CPUS = 1
+SHARD_MEMORY_BYTES = 1 << 30  # a worker keeps a dataset shard up to this size in memory between epochs
+
+
+class MemoryShard:
+    """A worker's share of a Ray dataset, read through Ray Data once and replayed from memory by
+    later epochs while it fits in ``max_bytes``; a larger one is read afresh each time (streamed).
+
+    Reading a shard starts a Data execution (split coordinator, tasks) every epoch; for the
+    training files and validation windows of most jobs that costs more than the epoch's compute.
+    Ray Data starts a split's next epoch only when every rank reads it again, so ranks must
+    agree: after the first full read each calls ``settle(all_fit)`` with whether every rank's
+    shard fitted (``train_jobs.detector_loop`` reduces it), and all keep theirs or all stream.
+    """
+
+    def __init__(self, read: Callable[[], Iterable[Any]], nbytes: Callable[[Any], int], max_bytes: int = SHARD_MEMORY_BYTES):
+        self._read, self._nbytes, self.max_bytes = read, nbytes, max_bytes
+        self._items: list[Any] | None = None
+        self.streaming = False  # this rank's shard did not fit
+        self.settled = False
+
+    @property
+    def read_once(self) -> bool:
+        return self._items is not None or self.streaming
+
+    def settle(self, all_fit: bool) -> None:
+        if not all_fit:
+            self._items, self.streaming = None, True
+        self.settled = True
+
+    def __iter__(self) -> Iterator[Any]:
+        if self._items is not None and self.settled:
+            yield from self._items
+            return
+        items: list[Any] | None = None if self.streaming or self.settled else []
+        total = 0
+        for item in self._read():
+            if items is not None:
+                total += self._nbytes(item)
+                if total > self.max_bytes:
+                    items, self.streaming = None, True
+                else:
+                    items.append(item)
+            yield item
+        if items is not None:
+            self._items = items
+
+    iter_rows = __iter__  # the shard interface of training_batches and label_counts
 
 
 def file_rng(seed: int, epoch: int, file_id: str, stream: int = 0) -> np.random.Generator:

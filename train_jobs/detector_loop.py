@@ -31,7 +31,8 @@ from torch import nn
 from data_pipelines.features import feature_count
 from data_pipelines.augment import conditions_for
 from schemas.augmentation import DetectorAugmentation
-from train_jobs.detector_data import label_counts, training_batches
+from train_jobs.detector_data import MemoryShard, label_counts, training_batches
+from train_jobs.progress import collect_reports_promptly
 from train_jobs.models.detector import DetectorDims, FrameDetector, load_checkpoint, save_checkpoint
 from train_jobs.windows import WindowSpec
 
@@ -83,6 +84,14 @@ def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t
+
+
+def _settle(shards: Sequence[MemoryShard], device: torch.device) -> None:
+    """Each shard read once and not yet settled: kept in memory by every rank, or streamed by every rank."""
+    for shard in shards:
+        if shard.read_once and not shard.settled:
+            streaming = _all_reduce_sum(torch.tensor([float(shard.streaming)], device=device))
+            shard.settle(all_fit=bool(streaming.item() == 0))
 
 
 def _epoch_lr(base_lr: float, epoch: int, epochs: int) -> float:
@@ -188,13 +197,18 @@ def train_loop_per_worker(config: dict) -> None:
     model = ray.train.torch.prepare_model(model)
     device = ray.train.torch.get_device()
     optimizer = torch.optim.AdamW(model.parameters(), lr=float(config["learning_rate"]), weight_decay=WEIGHT_DECAY)
-    train_shard = ray.train.get_dataset_shard("train")
+    train_shard = MemoryShard(ray.train.get_dataset_shard("train").iter_rows, lambda row: np.asarray(row["waveform"]).nbytes)
     val_shard = ray.train.get_dataset_shard("val")
+    val_batches = MemoryShard(
+        lambda: val_shard.iter_torch_batches(batch_size=batch_size, dtypes=torch.float32, device=device),
+        lambda batch: sum(t.nbytes for t in batch.values()),
+    )
     if train_state is not None:
         optimizer.load_state_dict(train_state["optimizer"])
         pos_weight = train_state["pos_weight"].to(device)
     else:
         pos_weight = _positive_weights(train_shard, artifact_types, device, float(config.get("pos_weight_power", POS_WEIGHT_POWER)))
+        _settle([train_shard], device)
     aug = config["augmentation"]
     aug = DetectorAugmentation.model_validate(aug) if aug else DetectorAugmentation(enabled=False)
     conditions = conditions_for(aug) if aug.enabled else None
@@ -214,8 +228,8 @@ def train_loop_per_worker(config: dict) -> None:
             train_loss, _ = _run_epoch(model, train_batches, pos_weight=pos_weight, optimizer=optimizer, **common)
         train_loss = _all_reduce_sum(train_loss)
         # validation loss unweighted: comparable across runs and datasets
-        val_batches = val_shard.iter_torch_batches(batch_size=batch_size, dtypes=torch.float32, device=device)
         val_loss, val_counts = map(_all_reduce_sum, _run_epoch(model, val_batches, pos_weight=None, **common))
+        _settle([train_shard, val_batches], device)  # after a resume the training files were first read this epoch
         f1 = _f1(val_counts)
         metrics = {
             "epoch": epoch,
@@ -264,6 +278,7 @@ def fit_detector(
     from ray.train.torch import TorchTrainer
 
     validate_config(config)
+    collect_reports_promptly()
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=config,

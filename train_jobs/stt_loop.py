@@ -51,6 +51,7 @@ from train_jobs.models.stt import (
     load_stt_checkpoint,
     save_stt_checkpoint,
 )
+from train_jobs.progress import collect_reports_promptly
 from train_jobs.stt_decoding import greedy_decode
 from train_jobs.stt_eval import char_edits, word_edits
 from train_jobs.stt_vocab import BLANK, encode
@@ -421,6 +422,7 @@ def fit_stt(
     if "steps_per_epoch" not in config:
         rows_per_worker = math.ceil(train_ds.count() / max(1, num_workers))
         config["steps_per_epoch"] = max(1, math.ceil(rows_per_worker / int(config["batch_size"])))
+    collect_reports_promptly()
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=config,
