@@ -72,7 +72,6 @@ def train_model(name: str, train_ds, val_rows, *, epochs: int, workers: int, sto
     from data_pipelines.synth import ARTIFACT_TYPES
     from schemas.training import TrainingConfig
     from train_jobs.detector import make_loop_config
-    from train_jobs.detector_data import clean_feature_stats, validation_windows
     from train_jobs.detector_loop import checkpoint_bytes, fit_detector
     from train_jobs.models.detector import load_checkpoint
     from train_jobs.windows import WindowSpec
@@ -80,9 +79,8 @@ def train_model(name: str, train_ds, val_rows, *, epochs: int, workers: int, sto
     version, augment, pos_weight_power = MODELS[name]
     options = TrainingConfig(artifact_types=list(ARTIFACT_TYPES), epochs=epochs, augmentation={**augmentation, "enabled": augment})
     spec = WindowSpec.from_ms(options.chunk_size_ms, options.stride_ms)
-    mean, std = clean_feature_stats(train_ds, version)
-    val = validation_windows(ray.data.from_items(val_rows), artifact_types=ARTIFACT_TYPES, spec=spec, feature_version=version)
-    config = make_loop_config(options, spec, mean, std, feature_version=version)
+    val = ray.data.from_items(val_rows)
+    config = make_loop_config(options, spec, feature_version=version)
     if pos_weight_power is not None:
         config["pos_weight_power"] = pos_weight_power
     t0 = time.time()

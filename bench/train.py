@@ -234,7 +234,7 @@ def run_compute_only(minutes: float, epochs: int, workers: int, tmp: Path) -> di
     torch.save({"x": torch.from_numpy(np.stack([w["x"] for w in windows])), "y": torch.from_numpy(np.stack([w["y"] for w in windows]))}, path)
     mean, std = feature_stats(compute_features(c.waveform) for c in clips)
     options = TrainingConfig(artifact_types=list(ARTIFACT_TYPES), epochs=epochs, learning_rate=0.003, batch_size=64)
-    config = make_loop_config(options, spec, mean, std) | {"windows_path": str(path)}
+    config = make_loop_config(options, spec) | {"windows_path": str(path), "feature_mean": mean.tolist(), "feature_std": std.tolist()}
     clock = tmp / f"compute-clock-{minutes}.jsonl"
     collect_reports_promptly()  # as the job's trainer does: epochs not rounded up to the controller's polls
     t0 = time.time()
@@ -285,11 +285,9 @@ def main() -> None:
     p.add_argument("--stt-repeats", type=int, default=1, help="off/on pairs, alternated")
     args = p.parse_args()
 
-    from data_pipelines.features import FEATURE_VERSION
     from data_pipelines.synth import ARTIFACT_TYPES
     from schemas.training import TrainingConfig
     from train_jobs.detector import make_loop_config
-    from train_jobs.detector_data import clean_feature_stats, validation_windows
     from train_jobs.detector_loop import fit_detector
     from train_jobs.windows import WindowSpec
 
@@ -303,8 +301,7 @@ def main() -> None:
     rows = build_files(args.clips)
     spec = WindowSpec.from_ms(500, 250)
     ds = ray.data.from_items(rows).materialize()
-    val = validation_windows(ray.data.from_items(rows[: max(1, len(rows) // 10)]), artifact_types=ARTIFACT_TYPES, spec=spec, feature_version=FEATURE_VERSION)
-    mean, std = clean_feature_stats(ds, FEATURE_VERSION)
+    val = ray.data.from_items(rows[: max(1, len(rows) // 10)])
     n_windows = sum(spec.num_windows(-(-len(r["waveform"]) // 160)) for r in rows)
     has_gpu = bool(ray.cluster_resources().get("GPU"))
     workers = [int(w) for w in args.workers.split(",")]
@@ -317,7 +314,7 @@ def main() -> None:
             artifact_types=list(ARTIFACT_TYPES), epochs=args.epochs, learning_rate=0.003, batch_size=args.batch_size,
             augmentation={"enabled": aug},
         )
-        config = make_loop_config(options, spec, mean, std)
+        config = make_loop_config(options, spec)
         clock = tmp / f"clock-{n_workers}-{gpu}-{aug}.jsonl"
         t0 = time.time()
         fit_detector(ds, val, config=config, num_workers=n_workers, use_gpu=gpu, storage_path=str(tmp / "store"),

@@ -21,14 +21,14 @@ import ray.train
 from data_pipelines.audio import duration_ms
 from data_pipelines.features import FEATURE_VERSION, N_FEATURES, compute_features
 from data_pipelines.synth import ARTIFACT_TYPES, make_clip
-from train_jobs.detector_data import events_json, events_of, validation_windows
+from train_jobs.detector_data import events_json, events_of
 from train_jobs.detection import evaluate_detector
 from train_jobs.detector_loop import checkpoint_bytes, fit_detector
 from train_jobs.models.detector import feature_stats, load_checkpoint
 from train_jobs.windows import WindowSpec
 
-N_TRAIN_CLIPS = 24
-N_HELDOUT_CLIPS = 8
+N_TRAIN_CLIPS = 25  # odd: two workers share every file (an equal split would drop one)
+N_HELDOUT_CLIPS = 9  # odd too: the ranks validate on unequal numbers of batches
 FIRST_EPOCHS = 8
 RESUMED_EPOCHS = 10
 MIN_EVENT_F1 = 0.8
@@ -74,8 +74,6 @@ def _training_config(**overrides) -> dict:
         "dims": {"n_features": N_FEATURES, "n_classes": len(ARTIFACT_TYPES), "channels": 16, "hidden": 16},
         "artifact_types": list(ARTIFACT_TYPES),
         "window": vars(spec),
-        "feature_mean": [0.0] * N_FEATURES,
-        "feature_std": [1.0] * N_FEATURES,
         "seed": 0,
         "feature_version": FEATURE_VERSION,
         "augmentation": None,
@@ -87,10 +85,9 @@ def test_detector_learns_every_artifact_type_and_resumes(ray_cluster, tmp_path):
     rows = _file_rows(range(100, 100 + N_TRAIN_CLIPS + N_HELDOUT_CLIPS))
     spec = WindowSpec.from_ms()
     train_ds = ray.data.from_items(rows[:N_TRAIN_CLIPS]).materialize()
-    val_ds = validation_windows(ray.data.from_items(rows[N_TRAIN_CLIPS:]), artifact_types=ARTIFACT_TYPES, spec=spec, feature_version=FEATURE_VERSION)
+    val_ds = ray.data.from_items(rows[N_TRAIN_CLIPS:])
     clips = [make_clip(s) for s in range(100 + N_TRAIN_CLIPS, 100 + N_TRAIN_CLIPS + N_HELDOUT_CLIPS)]
     heldout = [(compute_features(c.waveform), duration_ms(c.waveform), c.events) for c in clips]
-    mean, std = feature_stats(compute_features(r["waveform"]) for r in rows[:N_TRAIN_CLIPS])
     config = {
         "epochs": FIRST_EPOCHS,
         "learning_rate": 3e-3,
@@ -98,8 +95,6 @@ def test_detector_learns_every_artifact_type_and_resumes(ray_cluster, tmp_path):
         "dims": {"n_features": N_FEATURES, "n_classes": len(ARTIFACT_TYPES)},
         "artifact_types": list(ARTIFACT_TYPES),
         "window": vars(spec),
-        "feature_mean": mean.tolist(),
-        "feature_std": std.tolist(),
         "seed": 0,
         "feature_version": FEATURE_VERSION,
         "augmentation": None,
@@ -123,6 +118,10 @@ def test_detector_learns_every_artifact_type_and_resumes(ray_cluster, tmp_path):
     model, meta = load_checkpoint(checkpoint_bytes(first.checkpoint))
     assert meta.extra["epoch"] == FIRST_EPOCHS
     assert meta.artifact_types == ARTIFACT_TYPES and meta.window == spec
+    # the workers fitted the normalisation together, on every training file
+    mean, std = feature_stats(compute_features(r["waveform"]) for r in rows[:N_TRAIN_CLIPS])
+    np.testing.assert_allclose(model.feature_mean.numpy(), mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.feature_std.numpy(), std, rtol=1e-5, atol=1e-6)
 
     log.write_text("")
     started = time.perf_counter()
@@ -150,10 +149,9 @@ def test_zero_workers_train_in_process(ray_cluster, tmp_path):
     """Train V2 local mode: the same loop in this process, no controller, no persisted checkpoints."""
     rows = _file_rows(range(3))
     ds = ray.data.from_items(rows)
-    val = validation_windows(ds, artifact_types=ARTIFACT_TYPES, spec=WindowSpec.from_ms(), feature_version=FEATURE_VERSION)
     config = _training_config(augmentation={"enabled": True})
     result = fit_detector(
-        ds, val, config=config, num_workers=0, use_gpu=False, storage_path=str(tmp_path), run_name="local"
+        ds, ds, config=config, num_workers=0, use_gpu=False, storage_path=str(tmp_path), run_name="local"
     )
     try:
         assert result.metrics["epoch"] == 2 and np.isfinite(result.metrics["val_loss"])
@@ -177,7 +175,6 @@ def test_trained_on_clean_files_it_holds_under_real_world_conditions(ray_cluster
     from data_pipelines.condition_chain import preset
     from schemas.training import TrainingConfig
     from train_jobs.detector import make_loop_config
-    from train_jobs.detector_data import clean_feature_stats
 
     def rows(seeds, conditions=None):
         out = []
@@ -190,10 +187,9 @@ def test_trained_on_clean_files_it_holds_under_real_world_conditions(ray_cluster
     assert options.augmentation.enabled
     spec = WindowSpec.from_ms(options.chunk_size_ms, options.stride_ms)
     train_ds = ray.data.from_items(rows(range(400, 400 + HARD_TRAIN_CLIPS))).materialize()
-    val = validation_windows(ray.data.from_items(rows(range(480, 484))), artifact_types=ARTIFACT_TYPES, spec=spec, feature_version=FEATURE_VERSION)
-    mean, std = clean_feature_stats(train_ds, FEATURE_VERSION)
+    val = ray.data.from_items(rows(range(480, 484)))
     result = fit_detector(
-        train_ds, val, config=make_loop_config(options, spec, mean, std), num_workers=2, use_gpu=False,
+        train_ds, val, config=make_loop_config(options, spec), num_workers=2, use_gpu=False,
         storage_path=str(tmp_path / "runs"), run_name="detector-hard",
     )
     model, meta = load_checkpoint(checkpoint_bytes(result.checkpoint))

@@ -5,11 +5,11 @@ Launched by ``POST /api/v1/training-jobs`` (``--job-id``) or by hand::
     ray job submit --working-dir . -- python -m train_jobs.detector \
         --dataset-id D --annotation-set-id A --artifact-types glitch,long_pause --epochs 20
 
-Either way it records the job, decodes the dataset's files with Ray Data, trains with
-Ray Train (DDP over ``num_workers``, GPUs when present, a checkpoint every epoch, restarts
-from the latest checkpoint after a worker failure) on training files augmented afresh each
-epoch (``train_jobs.detector_data``), evaluates event-based on the clean validation files
-and registers the model.
+Either way it records the job and trains with Ray Train (DDP over ``num_workers``, GPUs
+when present, a checkpoint every epoch, restarts from the latest checkpoint after a worker
+failure): Ray Data hands the workers the file list, each reads and decodes its share and
+augments it afresh each epoch (``train_jobs.detector_data``). It then evaluates event-based
+on the clean validation files and registers the model.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
-import numpy as np
 import ray
 
 from cluster.blob_keys import detector_checkpoint_key, training_storage_key
@@ -42,10 +41,10 @@ from cluster.training import (
     report_progress,
 )
 from data_pipelines.events import Event
-from data_pipelines.features import FEATURE_VERSION, compute_features
+from data_pipelines.features import FEATURE_VERSION, compute_features, feature_count
 from schemas.settings import Settings
 from schemas.training import TrainingConfig
-from train_jobs.detector_data import audio_dataset, clean_feature_stats, events_of, validation_windows
+from train_jobs.detector_data import BlobAudio, events_of, file_rows, with_audio
 from train_jobs.detection import evaluate_detector
 from train_jobs.detector_loop import checkpoint_bytes, fit_detector
 from train_jobs.models.detector import DetectorDims, load_checkpoint
@@ -118,20 +117,16 @@ def load_job_inputs(settings: Settings, job_id: str) -> dict[str, Any]:
         }
 
 
-def make_loop_config(
-    config: TrainingConfig, spec: WindowSpec, mean: np.ndarray, std: np.ndarray, *, feature_version: int = FEATURE_VERSION
-) -> dict[str, Any]:
+def make_loop_config(config: TrainingConfig, spec: WindowSpec, *, feature_version: int = FEATURE_VERSION) -> dict[str, Any]:
     """The Ray Train loop's config for a job's training options (benchmarks use it too)."""
     aug = config.augmentation
     return {
         "epochs": config.epochs,
         "learning_rate": config.learning_rate,
         "batch_size": config.batch_size,
-        "dims": asdict(DetectorDims(n_features=int(mean.shape[0]), n_classes=len(config.artifact_types))),
+        "dims": asdict(DetectorDims(n_features=feature_count(feature_version), n_classes=len(config.artifact_types))),
         "artifact_types": list(config.artifact_types),
         "window": asdict(spec),
-        "feature_mean": mean.tolist(),
-        "feature_std": std.tolist(),
         "seed": config.seed,
         "feature_version": feature_version,
         "augmentation": aug.model_dump(mode="json") if aug.enabled else None,
@@ -163,13 +158,11 @@ def train(settings: Settings, job_id: str) -> str:
         f"files; types {', '.join(types)}; windows of {config.chunk_size_ms} ms every {config.stride_ms} ms",
     )
 
-    secret = signing_secret(url)
     blob_keys, events = inputs["blob_keys"], inputs["events"]
     spec = WindowSpec.from_ms(config.chunk_size_ms, config.stride_ms)
-    train_audio = audio_dataset(settings, secret, [(i, blob_keys[i], events[i]) for i in train_ids])
-    val_audio = audio_dataset(settings, secret, [(i, blob_keys[i], events[i]) for i in val_ids])
-    mean, std = clean_feature_stats(train_audio, FEATURE_VERSION)
-    val_ds = validation_windows(val_audio, artifact_types=types, spec=spec, feature_version=FEATURE_VERSION)
+    read_audio = BlobAudio(settings, signing_secret(url))
+    train_files = ray.data.from_items(file_rows([(i, blob_keys[i], events[i]) for i in train_ids]))
+    val_files = ray.data.from_items(file_rows([(i, blob_keys[i], events[i]) for i in val_ids]))
     aug = config.augmentation
     num_workers = config.num_workers if config.num_workers is not None else settings.train_num_workers
     gpu = use_gpu(settings, config.use_gpu)
@@ -181,11 +174,11 @@ def train(settings: Settings, job_id: str) -> str:
         + ("augmentation on: each epoch draws new noise, band, gain and codec per file" if aug.enabled else "augmentation off"),
     )
 
-    loop_config = make_loop_config(config, spec, mean, std)
     result = fit_detector(
-        train_audio,
-        val_ds,
-        config=loop_config,
+        train_files,
+        val_files,
+        config=make_loop_config(config, spec),
+        read_audio=read_audio,
         num_workers=num_workers,
         use_gpu=gpu,
         storage_path=blobs.arrow_path(training_storage_key(job_id)),
@@ -201,11 +194,11 @@ def train(settings: Settings, job_id: str) -> str:
     model, meta = load_checkpoint(model_bytes)
     val_files = [
         (
-            compute_features(np.asarray(r["waveform"], np.float32), version=meta.feature_version),
+            compute_features(r["waveform"], version=meta.feature_version),
             inputs["durations_ms"][r["audio_id"]],  # the source's duration, as inference reports it
             events_of(r["events"]),
         )
-        for r in val_audio.take_all()
+        for r in with_audio(file_rows([(i, blob_keys[i], events[i]) for i in val_ids]), read_audio)
     ]
     eval_metrics = evaluate_detector(model, meta, val_files)
     report_progress(url, job_id, progress=96.0, message=evaluation_summary(eval_metrics))

@@ -1,11 +1,14 @@
-"""What a detector trains on: decoded training files, augmented afresh every epoch.
+"""What a detector trains on: the uploaded files, augmented afresh every epoch.
 
-The driver decodes each file once with Ray Data (``audio_dataset``, materialised) and
-turns the validation files into clean feature windows (``validation_windows``). Each
-Ray Train worker then reads its share of the training files every epoch and, per file,
-draws recording conditions (``augment_file``), computes features with the one feature
-function serving uses, and cuts labelled windows on a grid shifted by a random part of the
-stride (``training_batches``). A file's draws are a function of (seed, epoch, file id) only: the same job reproduces it on any worker, in
+The driver hands Ray Train datasets of file rows (``file_rows``: id, blob key, events);
+Ray Data splits them among the workers, and each worker reads and decodes its share
+(``BlobAudio``, ``with_audio``) on its first pass, which also sums the clean features'
+statistics and the label counts (``first_read_sums``), and turns its validation files into
+clean windows (``validation_batches``); both are kept in memory for later epochs
+(``MemoryShard``). Every epoch a worker then, per training file, draws recording
+conditions (``augment_file``), computes features with the one feature function serving
+uses, and cuts labelled windows on a grid shifted by a random part of the stride
+(``training_batches``). Nothing is decoded before the workers start. A file's draws are a function of (seed, epoch, file id) only: the same job reproduces it on any worker, in
 any order, and every epoch hears each file under a new room, line and codec.
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,49 +27,34 @@ from data_pipelines import condition_chain as CC
 from data_pipelines.audio import SAMPLE_RATE, decode_audio
 from data_pipelines.augment import stable_id, utterance_seed
 from data_pipelines.events import Event
-from data_pipelines.features import compute_features, frame_count
-from data_pipelines.preprocess import pin_threads, worker_blob_store
-from train_jobs.models.detector import feature_stats
+from data_pipelines.features import compute_features, feature_count, frame_count
+from data_pipelines.preprocess import worker_blob_store
 from train_jobs.windows import PAD_VALUE, WindowSpec, frame_labels, make_training_windows
 
 log = logging.getLogger("fathom.train.detector")
 
 SHUFFLE_FILES = 8  # windows of this many files are shuffled together into batches
-TASK_NUM_CPUS = 1
 SHARD_MEMORY_BYTES = 1 << 30  # a worker keeps a dataset shard up to this size in memory between epochs
 
 
 class MemoryShard:
-    """A worker's share of a Ray dataset, read through Ray Data once and replayed from memory by
-    later epochs while it fits in ``max_bytes``; a larger one is read afresh each time (streamed).
+    """A worker's share of the files (or validation batches), read once and replayed from memory by
+    later epochs while it fits in ``max_bytes``; a larger one is read afresh every epoch (streamed).
 
-    Reading a shard starts a Data execution (split coordinator, tasks) every epoch; for the
-    training files and validation windows of most jobs that costs more than the epoch's compute.
-    Ray Data starts a split's next epoch only when every rank reads it again, so ranks must
-    agree: after the first full read each calls ``settle(all_fit)`` with whether every rank's
-    shard fitted (``train_jobs.detector_loop`` reduces it), and all keep theirs or all stream.
+    Each rank reads its own share of a whole dataset (``detector_loop._share``), so a rank's
+    choice binds no other rank.
     """
 
     def __init__(self, read: Callable[[], Iterable[Any]], nbytes: Callable[[Any], int], max_bytes: int = SHARD_MEMORY_BYTES):
         self._read, self._nbytes, self.max_bytes = read, nbytes, max_bytes
         self._items: list[Any] | None = None
-        self.streaming = False  # this rank's shard did not fit
-        self.settled = False
-
-    @property
-    def read_once(self) -> bool:
-        return self._items is not None or self.streaming
-
-    def settle(self, all_fit: bool) -> None:
-        if not all_fit:
-            self._items, self.streaming = None, True
-        self.settled = True
+        self.streaming = False  # this share did not fit
 
     def __iter__(self) -> Iterator[Any]:
-        if self._items is not None and self.settled:
+        if self._items is not None:
             yield from self._items
             return
-        items: list[Any] | None = None if self.streaming or self.settled else []
+        items: list[Any] | None = None if self.streaming else []
         total = 0
         for item in self._read():
             if items is not None:
@@ -76,9 +65,9 @@ class MemoryShard:
                     items.append(item)
             yield item
         if items is not None:
-            self._items = items
+            self._items = items  # only a pass read to its end is kept
 
-    iter_rows = __iter__  # the shard interface of training_batches and label_counts
+    iter_rows = __iter__  # the shard interface of training_batches and first_read_sums
 
 
 def file_rng(seed: int, epoch: int, file_id: str, stream: int = 0) -> np.random.Generator:
@@ -107,28 +96,39 @@ def events_of(row_events: str) -> list[Event]:
     return [Event(t, s, e) for t, s, e in json.loads(row_events)]
 
 
-def _decode(row: dict[str, Any], *, settings, secret: bytes) -> list[dict[str, Any]]:
-    pin_threads()
-    try:
-        data = worker_blob_store(settings, secret).get_bytes(row["blob_key"])
-        wave = decode_audio(data, max_seconds=settings.max_audio_seconds).waveform
-    except Exception as e:  # deleted or unreadable since preprocessing: train on the others
-        log.warning("training file %s skipped: %s: %s", row["audio_id"], type(e).__name__, e)
-        return []
-    return [{"audio_id": row["audio_id"], "waveform": wave.astype(np.float32), "events": row["events"]}]
+@dataclass(frozen=True)
+class BlobAudio:
+    """Reads an uploaded file from the blob store and decodes it (16 kHz float32 mono), in whichever
+    worker trains on it: a job starts training with nothing decoded, each rank reading its own share."""
+
+    settings: Any
+    secret: bytes
+
+    def __call__(self, blob_key: str) -> np.ndarray:
+        data = worker_blob_store(self.settings, self.secret).get_bytes(blob_key)
+        return decode_audio(data, max_seconds=self.settings.max_audio_seconds).waveform.astype(np.float32)
 
 
-def audio_dataset(settings, secret: bytes, files: Sequence[tuple[str, str, Sequence[Event]]]):
-    """Rows {"audio_id", "waveform" float32 16 kHz, "events" JSON} of (id, blob key, events), materialised."""
-    import ray
+def file_rows(files: Sequence[tuple[str, str, Sequence[Event]]]) -> list[dict[str, str]]:
+    """Dataset rows {"audio_id", "blob_key", "events" JSON} of (id, blob key, events)."""
+    return [{"audio_id": a, "blob_key": k, "events": events_json(ev)} for a, k, ev in files]
 
-    items = [{"audio_id": a, "blob_key": k, "events": events_json(ev)} for a, k, ev in files]
-    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    return (
-        ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 2 * cpus)))
-        .flat_map(_decode, fn_kwargs={"settings": settings, "secret": secret}, num_cpus=TASK_NUM_CPUS)
-        .materialize()
-    )
+
+def with_audio(rows: Iterable[dict[str, Any]], read: Callable[[str], np.ndarray] | None) -> Iterator[dict[str, Any]]:
+    """Rows {"audio_id", "waveform", "events"}: a row's own waveform, or its blob read by ``read``. A file
+    deleted or unreadable since preprocessing is skipped with a warning: training goes on with the others."""
+    for row in rows:
+        if "waveform" in row:
+            yield row
+            continue
+        if read is None:
+            raise ValueError(f"row {row.get('audio_id')} has neither a waveform nor an audio reader to read its blob_key")
+        try:
+            wave = read(row["blob_key"])
+        except Exception as e:
+            log.warning("training file %s skipped: %s: %s", row["audio_id"], type(e).__name__, e)
+            continue
+        yield {"audio_id": row["audio_id"], "waveform": wave, "events": row["events"]}
 
 
 def file_windows(
@@ -149,28 +149,24 @@ def file_windows(
     return make_training_windows(feats, labels, spec)
 
 
-def validation_windows(audio, *, artifact_types: Sequence[str], spec: WindowSpec, feature_version: int):
-    """Clean windows {"x", "y"} of the validation files, materialised (read every epoch)."""
-
-    def to_windows(row: dict[str, Any]) -> list[dict[str, np.ndarray]]:
-        pin_threads()
-        return file_windows(
-            np.asarray(row["waveform"], np.float32), events_of(row["events"]),
-            artifact_types=artifact_types, spec=spec, feature_version=feature_version,
+def validation_batches(
+    rows: Iterable[dict[str, Any]], *, batch_size: int, artifact_types: Sequence[str], spec: WindowSpec,
+    feature_version: int, device: torch.device,
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Batches {"x", "y"} of the clean windows of ``rows`` (files with their waveform), in file order."""
+    pending: list[dict[str, np.ndarray]] = []
+    for row in rows:
+        pending.extend(
+            file_windows(
+                np.asarray(row["waveform"], np.float32), events_of(row["events"]),
+                artifact_types=artifact_types, spec=spec, feature_version=feature_version,
+            )
         )
-
-    return audio.flat_map(to_windows, num_cpus=TASK_NUM_CPUS).materialize()
-
-
-def clean_feature_stats(audio, feature_version: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature mean and std over every frame of the files in ``audio`` as uploaded (featurised by Ray Data)."""
-
-    def featurise(row: dict[str, Any]) -> dict[str, np.ndarray]:
-        pin_threads()
-        return {"features": compute_features(np.asarray(row["waveform"], np.float32), version=feature_version)}
-
-    rows = audio.map(featurise, num_cpus=TASK_NUM_CPUS).iter_rows()
-    return feature_stats(np.asarray(r["features"]) for r in rows)
+        while len(pending) >= batch_size:
+            group, pending = pending[:batch_size], pending[batch_size:]
+            yield {k: torch.from_numpy(np.stack([w[k] for w in group])).to(device) for k in ("x", "y")}
+    if pending:
+        yield {k: torch.from_numpy(np.stack([w[k] for w in pending])).to(device) for k in ("x", "y")}
 
 
 def training_batches(
@@ -218,11 +214,17 @@ def training_batches(
     yield from flush(final=True)
 
 
-def label_counts(shard, artifact_types: Sequence[str]) -> np.ndarray:
-    """[positive frames, labelled frames] per class over the files of ``shard`` (float64 [2, C])."""
+def first_read_sums(shard, artifact_types: Sequence[str], feature_version: int) -> tuple[np.ndarray, np.ndarray]:
+    """Over the files of ``shard`` as uploaded: [positive frames, labelled frames] per class (float64 [2, C]),
+    and [sum, sum of squares] per feature with the frame count in column 0 of a third row (float64 [3, F])."""
     counts = np.zeros((2, len(artifact_types)))
+    sums = np.zeros((3, feature_count(feature_version)))  # zeros from a rank without files: all-reduced alike
     for row in shard.iter_rows():
+        feats = compute_features(np.asarray(row["waveform"], np.float32), version=feature_version).astype(np.float64)
+        sums[0] += feats.sum(0)
+        sums[1] += (feats * feats).sum(0)
+        sums[2, 0] += feats.shape[0]
         n = frame_count(np.asarray(row["waveform"]).size)
         counts[0] += frame_labels(n, events_of(row["events"]), artifact_types).sum(0)
         counts[1] += n
-    return counts
+    return counts, sums

@@ -1,9 +1,10 @@
 """Ray Train (V2) loop for the frame-level artifact detector.
 
-Each worker reads its shard of the ``"train"`` files (rows ``{"audio_id", "waveform",
-"events"}`` from ``train_jobs.detector_data.audio_dataset``), which it augments, featurises
-and windows afresh every epoch, and of the clean ``"val"`` windows (rows ``{"x": [W, F],
-"y": [chunk, C]}``). It trains a DDP-wrapped ``FrameDetector`` with class-weighted BCE on
+Each worker reads its shard of the ``"train"`` and ``"val"`` files (rows ``{"audio_id",
+"events"}`` with their ``"waveform"`` or a ``"blob_key"`` the worker reads itself), keeps
+both in memory, fits the feature normalisation on the training files as uploaded (sums
+all-reduced over the ranks), augments, featurises and windows the training files afresh
+every epoch, and validates on the validation files' clean windows. It trains a DDP-wrapped ``FrameDetector`` with class-weighted BCE on
 the chunk frames only (files yield unequal window counts per rank: DDP's ``Join`` covers
 the ranks that run out first),
 and reports once per epoch from every rank. NaN targets (chunk frames past the end of
@@ -15,11 +16,15 @@ re-launched run (same ``storage_path`` + ``name``) continues at the next epoch.
 from __future__ import annotations
 
 import contextlib
+import functools
+import itertools
+import logging
 import math
 import os
 import shutil
 import tempfile
-from typing import Any, Mapping, Sequence
+import time
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import ray.train
@@ -31,10 +36,12 @@ from torch import nn
 from data_pipelines.features import feature_count
 from data_pipelines.augment import conditions_for
 from schemas.augmentation import DetectorAugmentation
-from train_jobs.detector_data import MemoryShard, label_counts, training_batches
+from train_jobs.detector_data import MemoryShard, first_read_sums, training_batches, validation_batches, with_audio
 from train_jobs.progress import collect_reports_promptly
-from train_jobs.models.detector import DetectorDims, FrameDetector, load_checkpoint, save_checkpoint
+from train_jobs.models.detector import DetectorDims, FrameDetector, load_checkpoint, save_checkpoint, stats_from_sums
 from train_jobs.windows import WindowSpec
+
+log = logging.getLogger("fathom.train.detector")
 
 MODEL_FILE = "detector.pt"  # save_checkpoint bytes inside a Ray checkpoint directory
 TRAIN_STATE_FILE = "train_state.pt"  # {"epoch", "optimizer", "pos_weight"}
@@ -50,7 +57,7 @@ PREDICT_THRESHOLD = 0.5  # frame probability above which a frame counts as detec
 
 REQUIRED_CONFIG_KEYS = (
     "epochs", "learning_rate", "batch_size", "dims", "artifact_types",
-    "window", "feature_mean", "feature_std", "seed", "feature_version", "augmentation",
+    "window", "seed", "feature_version", "augmentation",
 )  # fmt: skip; optional: "pos_weight_power" (default POS_WEIGHT_POWER)
 
 
@@ -72,9 +79,6 @@ def validate_config(config: Mapping[str, Any]) -> tuple[DetectorDims, WindowSpec
         raise ValueError(f"feature set {config['feature_version']} does not have dims.n_features={dims.n_features} columns")
     if config["augmentation"] is not None:
         DetectorAugmentation.model_validate(config["augmentation"])
-    for key in ("feature_mean", "feature_std"):
-        if len(config[key]) != dims.n_features:
-            raise ValueError(f"{key} has {len(config[key])} values; dims.n_features is {dims.n_features}")
     if int(config["epochs"]) < 1 or int(config["batch_size"]) < 1 or float(config["learning_rate"]) <= 0:
         raise ValueError("epochs and batch_size must be >= 1 and learning_rate > 0")
     return dims, window
@@ -86,12 +90,11 @@ def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def _settle(shards: Sequence[MemoryShard], device: torch.device) -> None:
-    """Each shard read once and not yet settled: kept in memory by every rank, or streamed by every rank."""
-    for shard in shards:
-        if shard.read_once and not shard.settled:
-            streaming = _all_reduce_sum(torch.tensor([float(shard.streaming)], device=device))
-            shard.settle(all_fit=bool(streaming.item() == 0))
+def _share(rows, rank: int, world: int) -> Iterator[dict[str, Any]]:
+    """This rank's rows: every ``world``-th of the whole dataset, read in order (``fit_detector`` has Ray
+    Data preserve it), so the ranks share every file between them. Ray Train's own split
+    (``streaming_split(equal=True)``) drops up to world - 1 rows to equalise the shards: a file each."""
+    return itertools.islice(rows.iter_rows(), rank, None, world)
 
 
 def _epoch_lr(base_lr: float, epoch: int, epochs: int) -> float:
@@ -100,12 +103,16 @@ def _epoch_lr(base_lr: float, epoch: int, epochs: int) -> float:
     return base_lr * (MIN_LR_FRACTION + (1 - MIN_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def _positive_weights(shard, artifact_types: Sequence[str], device: torch.device, power: float = POS_WEIGHT_POWER) -> torch.Tensor:
-    """Per-class BCE pos_weight (neg/pos) ** POS_WEIGHT_POWER over all ranks' training frames, in [1, MAX_POS_WEIGHT]."""
-    counts = _all_reduce_sum(torch.as_tensor(label_counts(shard, artifact_types), dtype=torch.float64, device=device))
+def _first_read(shard, artifact_types: Sequence[str], feature_version: int, device: torch.device, power: float):
+    """The training files' feature mean and std, and the per-class BCE pos_weight (neg/pos) ** power in
+    [1, MAX_POS_WEIGHT], over all ranks' files as uploaded (their sums all-reduced: every rank gets the same)."""
+    counts, sums = first_read_sums(shard, artifact_types, feature_version)
+    counts = _all_reduce_sum(torch.as_tensor(counts, dtype=torch.float64, device=device))
+    sums = _all_reduce_sum(torch.as_tensor(sums, dtype=torch.float64, device=device)).cpu().numpy()
     pos = counts[0].clamp_min(1.0)
     ratio = (counts[1] - pos).clamp_min(1.0) / pos
-    return ratio.pow(power).clamp(1.0, MAX_POS_WEIGHT).float()
+    mean, std = stats_from_sums(sums)
+    return mean, std, ratio.pow(power).clamp(1.0, MAX_POS_WEIGHT).float()
 
 
 def _masked_bce(logits: torch.Tensor, y: torch.Tensor, pos_weight: torch.Tensor | None) -> torch.Tensor:
@@ -115,6 +122,11 @@ def _masked_bce(logits: torch.Tensor, y: torch.Tensor, pos_weight: torch.Tensor 
         logits, torch.nan_to_num(y), pos_weight=pos_weight, reduction="none"
     )
     return (loss * labelled).sum() / labelled.sum().clamp_min(1)
+
+
+def _bare(model: nn.Module) -> nn.Module:
+    """The module inside a DDP wrapper: a forward without collectives."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 def _joined(model):
@@ -155,6 +167,23 @@ def _run_epoch(model, batches, *, pos_weight, window: WindowSpec, optimizer=None
     return loss_sum, counts  # this rank's: reduced by the caller, outside any Join
 
 
+class _Timed:
+    """Wraps an iterator, adding the seconds spent producing its items to ``seconds``."""
+
+    def __init__(self, items):
+        self._items, self.seconds = iter(items), 0.0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        t = time.perf_counter()
+        try:
+            return next(self._items)
+        finally:
+            self.seconds += time.perf_counter() - t
+
+
 def _f1(counts: torch.Tensor) -> np.ndarray:
     tp, fp, fn = counts.cpu().numpy()
     denom = 2 * tp + fp + fn
@@ -174,16 +203,17 @@ def _write_checkpoint_dir(model, optimizer, *, epoch: int, pos_weight, config: M
     return directory
 
 
-def train_loop_per_worker(config: dict) -> None:
-    """Per-worker loop for ``TorchTrainer``; config keys: see ``REQUIRED_CONFIG_KEYS``."""
+def train_loop_per_worker(config: dict, read_audio: Callable[[str], np.ndarray] | None = None) -> None:
+    """Per-worker loop for ``TorchTrainer``; config keys: see ``REQUIRED_CONFIG_KEYS``. ``read_audio`` reads
+    the rows that name a blob instead of carrying their waveform (``detector_data.BlobAudio``)."""
     dims, window = validate_config(config)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")  # a no-op where set
     artifact_types: Sequence[str] = config["artifact_types"]
     epochs, batch_size = int(config["epochs"]), int(config["batch_size"])
     rank = ray.train.get_context().get_world_rank()
     torch.manual_seed(int(config["seed"]))  # identical initial weights on every rank
 
     model = FrameDetector(dims)
-    model.set_normalization(config["feature_mean"], config["feature_std"])
     start_epoch, train_state = 1, None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
@@ -194,26 +224,35 @@ def train_loop_per_worker(config: dict) -> None:
         model.load_state_dict(restored.state_dict())
         start_epoch = int(train_state["epoch"]) + 1
 
-    model = ray.train.torch.prepare_model(model)
     device = ray.train.torch.get_device()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=float(config["learning_rate"]), weight_decay=WEIGHT_DECAY)
-    train_shard = MemoryShard(ray.train.get_dataset_shard("train").iter_rows, lambda row: np.asarray(row["waveform"]).nbytes)
-    val_shard = ray.train.get_dataset_shard("val")
+    seed, feature_version = int(config["seed"]), int(config["feature_version"])
+    world = ray.train.get_context().get_world_size()
+    train_rows, val_rows = ray.train.get_dataset_shard("train"), ray.train.get_dataset_shard("val")
+    train_shard = MemoryShard(lambda: with_audio(_share(train_rows, rank, world), read_audio), lambda row: row["waveform"].nbytes)
     val_batches = MemoryShard(
-        lambda: val_shard.iter_torch_batches(batch_size=batch_size, dtypes=torch.float32, device=device),
+        lambda: validation_batches(
+            with_audio(_share(val_rows, rank, world), read_audio), batch_size=batch_size, artifact_types=artifact_types,
+            spec=window, feature_version=feature_version, device=device,
+        ),
         lambda batch: sum(t.nbytes for t in batch.values()),
     )
     if train_state is not None:
-        optimizer.load_state_dict(train_state["optimizer"])
-        pos_weight = train_state["pos_weight"].to(device)
+        pos_weight = train_state["pos_weight"].to(device)  # the normalisation came with the weights
     else:
-        pos_weight = _positive_weights(train_shard, artifact_types, device, float(config.get("pos_weight_power", POS_WEIGHT_POWER)))
-        _settle([train_shard], device)
+        mean, std, pos_weight = _first_read(
+            train_shard, artifact_types, feature_version, device, float(config.get("pos_weight_power", POS_WEIGHT_POWER))
+        )
+        model.set_normalization(mean, std)
+    model = ray.train.torch.prepare_model(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=float(config["learning_rate"]), weight_decay=WEIGHT_DECAY)
+    if train_state is not None:
+        optimizer.load_state_dict(train_state["optimizer"])
     aug = config["augmentation"]
     aug = DetectorAugmentation.model_validate(aug) if aug else DetectorAugmentation(enabled=False)
     conditions = conditions_for(aug) if aug.enabled else None
-    seed, feature_version = int(config["seed"]), int(config["feature_version"])
 
+    if rank == 0:
+        log.info("training on %s, %d torch threads per worker, %d worker(s)", device, torch.get_num_threads(), world)
     previous_dir = None
     for epoch in range(start_epoch, epochs + 1):
         for group in optimizer.param_groups:
@@ -224,12 +263,16 @@ def train_loop_per_worker(config: dict) -> None:
             spec=window, feature_version=feature_version, conditions=conditions, device=device,
             augment_probability=aug.probability,
         )
+        t_epoch = time.perf_counter()
+        train_batches = _Timed(train_batches)
         with _joined(model):
             train_loss, _ = _run_epoch(model, train_batches, pos_weight=pos_weight, optimizer=optimizer, **common)
         train_loss = _all_reduce_sum(train_loss)
-        # validation loss unweighted: comparable across runs and datasets
-        val_loss, val_counts = map(_all_reduce_sum, _run_epoch(model, val_batches, pos_weight=None, **common))
-        _settle([train_shard, val_batches], device)  # after a resume the training files were first read this epoch
+        t_val = time.perf_counter()
+        # validation loss unweighted: comparable across runs and datasets. The bare module, not DDP: ranks hold
+        # unequal numbers of validation batches, and DDP's forward would broadcast buffers once per batch
+        val_loss, val_counts = map(_all_reduce_sum, _run_epoch(_bare(model), val_batches, pos_weight=None, **common))
+        t_report = time.perf_counter()
         f1 = _f1(val_counts)
         metrics = {
             "epoch": epoch,
@@ -249,9 +292,25 @@ def train_loop_per_worker(config: dict) -> None:
             checkpoint=ray.train.Checkpoint.from_directory(directory) if directory else None,
             delete_local_checkpoint_after_upload=True,
         )
+        if rank == 0:
+            t_end = time.perf_counter()
+            log.info(
+                "epoch %d: %.2f s (data %.2f s, steps %.2f s, validation %.2f s, checkpoint and report %.2f s)",
+                epoch, t_end - t_epoch, train_batches.seconds, t_val - t_epoch - train_batches.seconds,
+                t_report - t_val, t_end - t_report,
+            )
         if previous_dir is not None:  # already gone after an upload; kept by local mode
             shutil.rmtree(previous_dir, ignore_errors=True)
         previous_dir = directory
+
+
+def _whole_datasets_in_order():
+    """Every worker iterates each whole dataset in its order and keeps its share (``_share``)."""
+    from ray.train import DataConfig
+
+    options = DataConfig.default_ingest_options()
+    options.preserve_order = True
+    return DataConfig(datasets_to_split=[], execution_options=options)
 
 
 def fit_detector(
@@ -266,6 +325,7 @@ def fit_detector(
     storage_filesystem=None,
     callbacks: Sequence[ray.train.UserCallback] = (),
     max_failures: int = 2,
+    read_audio: Callable[[str], np.ndarray] | None = None,
 ) -> ray.train.Result:
     """Runs ``train_loop_per_worker`` on ``num_workers`` Ray workers and returns the result.
 
@@ -280,9 +340,10 @@ def fit_detector(
     validate_config(config)
     collect_reports_promptly()
     trainer = TorchTrainer(
-        train_loop_per_worker,
+        functools.partial(train_loop_per_worker, read_audio=read_audio),
         train_loop_config=config,
         datasets={"train": train_ds, "val": val_ds},
+        dataset_config=_whole_datasets_in_order(),
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu),
         run_config=RunConfig(
             name=run_name,

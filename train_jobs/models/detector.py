@@ -181,16 +181,27 @@ class FrameDetector(nn.Module):
 
 def feature_stats(feature_arrays: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Per-feature mean and std float32 [F] over all frames of [T, F] arrays (float64 sums)."""
-    total, sq, count = None, None, 0
+    sums = None
     for feats in feature_arrays:
         f = np.asarray(feats, dtype=np.float64)
-        total = f.sum(0) if total is None else total + f.sum(0)
-        sq = (f * f).sum(0) if sq is None else sq + (f * f).sum(0)
-        count += f.shape[0]
-    if count == 0:
+        if sums is None:
+            sums = np.zeros((3, f.shape[1]))
+        sums[0] += f.sum(0)
+        sums[1] += (f * f).sum(0)
+        sums[2, 0] += f.shape[0]
+    if sums is None:
         raise ValueError("feature_stats needs at least one frame")
-    mean = total / count
-    std = np.sqrt(np.maximum(sq / count - mean * mean, 0.0))
+    return stats_from_sums(sums)
+
+
+def stats_from_sums(sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std float32 [F] from float64 [3, F]: per-feature sums, sums of squares, the frame count at [2, 0]
+    (sums from several workers add up to the sums of all their frames)."""
+    count = float(sums[2, 0])
+    if count <= 0:
+        raise ValueError("feature statistics need at least one frame")
+    mean = sums[0] / count
+    std = np.sqrt(np.maximum(sums[1] / count - mean * mean, 0.0))
     return mean.astype(np.float32), np.maximum(std, MIN_FEATURE_STD).astype(np.float32)
 
 
