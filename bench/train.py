@@ -247,24 +247,179 @@ def run_compute_only(minutes: float, epochs: int, workers: int, tmp: Path) -> di
             "compute_s": mean_epoch * epochs, "total_s": total}
 
 
+def run_loop_in_memory(minutes: float, epochs: int, workers: int, tmp: Path) -> dict:
+    """The job's own training loop (augmentation, features, windows, steps, validation, checkpoints) on the same
+    number of files held in memory, on a fresh local Ray: what the job's epochs cost without the platform."""
+    import ray.data
+
+    from data_pipelines.synth import ARTIFACT_TYPES
+    from schemas.training import TrainingConfig
+    from train_jobs.detector import make_loop_config
+    from train_jobs.detector_data import events_json
+    from train_jobs.detector_loop import fit_detector
+    from train_jobs.windows import WindowSpec
+
+    clips = job_clips(minutes)
+    n_val = min(max(1, round(len(clips) * VALIDATION_SPLIT)), len(clips) - 1)
+    rows = [{"audio_id": f"clip-{i}", "waveform": c.waveform.astype(np.float32), "events": events_json(c.events)} for i, c in enumerate(clips)]
+    options = TrainingConfig(artifact_types=list(ARTIFACT_TYPES), epochs=epochs, learning_rate=0.003, batch_size=64)
+    spec = WindowSpec.from_ms(options.chunk_size_ms, options.stride_ms)
+    clock = tmp / f"loop-clock-{minutes}.jsonl"
+    t0 = time.time()
+    fit_detector(ray.data.from_items(rows[n_val:]), ray.data.from_items(rows[:n_val]), config=make_loop_config(options, spec),
+                 num_workers=workers, use_gpu=False, storage_path=str(tmp / "store"), run_name=f"loop-{minutes}-{int(t0)}",
+                 callbacks=[ReportClock(str(clock))], max_failures=0)
+    total = time.time() - t0
+    times = [json.loads(line)["t"] for line in clock.read_text().splitlines()]
+    mean_epoch = (times[-1] - times[0]) / max(1, len(times) - 1)
+    return {"minutes": minutes, "files": len(rows) - n_val, "epochs": epochs, "workers": workers, "mean_epoch_s": mean_epoch,
+            "epochs_s": mean_epoch * epochs, "total_s": total}
+
+
+def run_stt_job_path(utterances: int, epochs: int, workers: int, tmp: Path) -> dict:
+    """A custom STT model fine-tuned through the v3 API as a user does it (create, PUT data, POST /run) on the
+    ``medical`` base, on a local platform started as ``make run`` does; phases from the model's own log."""
+    from datetime import datetime
+
+    import httpx
+
+    from bench.load import start_platform
+    from data_pipelines.audio import encode_audio
+    from data_pipelines.stt_corpus import make_utterance, utterance_seed
+
+    overrides = {
+        "FATHOM_STT_FINETUNE_EPOCHS": str(epochs),
+        "FATHOM_TRAIN_NUM_WORKERS": str(workers),
+        "FATHOM_STT_RATE_DATA_UPLOADS": "100000/hour",  # the vendor's 50/hour would take the benchmark hours to fill
+        "FATHOM_STT_MIN_TRAINING_HOURS": "0",  # and its 5 h minimum, a day of synthesis
+    }
+    os.environ.update(overrides)
+    platform = start_platform(tmp / f"platform-stt-{utterances}.log")
+    audio_s = 0.0
+    try:
+        with httpx.Client(base_url=platform.base_url, headers={"Authorization": f"Bearer {platform.key}"}, timeout=120) as c:
+            mid = c.post("/api/v3/custom_models", json={"name": f"bench-{utterances}", "language": "en", "base_model": "medical"}).json()["id"]
+            for i in range(utterances):
+                wave, text = make_utterance(utterance_seed(811, i), domain="medical")
+                audio_s += wave.size / 16_000
+                while True:  # data uploads are rate limited per organization: wait as told
+                    r = c.put(f"/api/v3/custom_models/{mid}/data", data={"type": "train"},
+                              files={"audio_file": (f"u{i}.wav", encode_audio(wave, 16_000, "wav")), "transcript_file": (f"u{i}.txt", text.encode())})
+                    if r.status_code != 429:
+                        break
+                    time.sleep(float(r.headers.get("Retry-After", "1")))
+                r.raise_for_status()
+            c.post(f"/api/v3/custom_models/{mid}/run", json={}).raise_for_status()
+            deadline = time.time() + 7200
+            while (model := c.get(f"/api/v3/custom_models/{mid}").json())["training_status"] not in (4, 5) and time.time() < deadline:
+                time.sleep(2.0)
+            assert model["training_status"] == 4, model
+            log = c.get(f"/api/v3/custom_models/{mid}/log", params={"limit": 500}).json()["log_entries"]
+    finally:
+        platform.stop()
+        for var in overrides:
+            os.environ.pop(var, None)
+
+    at = lambda text: datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()  # noqa: E731
+    times = {e["message"]: at(e["timestamp"]) for e in log}
+    first = min(times.values())
+    epoch_times = sorted(t for m, t in times.items() if "validation WER" in m)
+    prepared = next(t for m, t in times.items() if m.startswith("Preprocessing complete"))
+    done = max(times.values())
+    return {
+        "utterances": utterances, "audio_min": audio_s / 60, "epochs": epochs, "workers": workers,
+        "running_to_first_epoch_s": epoch_times[0] - first,
+        "data_preparation_s": prepared - first,
+        "mean_epoch_s": (epoch_times[-1] - epoch_times[0]) / max(1, len(epoch_times) - 1),
+        "after_last_epoch_s": done - epoch_times[-1],
+        "running_to_registered_s": done - first,
+        "word_error_rate": model["training_metrics"]["word_error_rate"],
+        "log": [{"s": round(t - first, 2), "message": m[:90]} for m, t in sorted(times.items(), key=lambda kv: kv[1])],
+    }
+
+
+def run_stt_loop_in_memory(utterances: int, epochs: int, workers: int, tmp: Path) -> dict:
+    """The fine-tuning loop (``fit_stt``, augmentation on as the job runs it) on the same utterances held in memory."""
+    from schemas.augmentation import Augmentation
+    from train_jobs.base_models import base_checkpoint
+    from train_jobs.stt_loop import finetune_config, fit_stt
+
+    train = ray.data.from_items(stt_rows(utterances, waveforms=True)).materialize()
+    val = ray.data.from_items(stt_rows(max(1, round(utterances * 0.1)), waveforms=False)).materialize()
+    clock, t0 = tmp / f"stt-loop-clock-{utterances}.jsonl", time.time()
+    fit_stt(train, val, config=finetune_config(base_checkpoint("medical"), epochs=epochs, batch_size=8, augmentation=Augmentation()),
+            num_workers=workers, use_gpu=False, storage_path=str(tmp / "store"), run_name=f"stt-loop-{utterances}-{int(t0)}",
+            callbacks=[ReportClock(str(clock))], max_failures=0)
+    total = time.time() - t0
+    times = [json.loads(line)["t"] for line in clock.read_text().splitlines()]
+    mean_epoch = (times[-1] - times[0]) / max(1, len(times) - 1)
+    return {"utterances": utterances, "epochs": epochs, "workers": workers, "mean_epoch_s": mean_epoch,
+            "epochs_s": mean_epoch * epochs, "total_s": total}
+
+
+def bench_stt_job_path(args, tmp: Path) -> dict:
+    job = run_stt_job_path(args.stt_job_utterances, args.stt_job_epochs, args.job_workers, tmp)
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    loop = run_stt_loop_in_memory(args.stt_job_utterances, args.stt_job_epochs, args.job_workers, tmp)
+    ray.shutdown()
+    job["loop_in_memory"] = loop
+    job["job_over_loop_epochs"] = job["running_to_registered_s"] / loop["epochs_s"]
+    job["epoch_over_loop_epoch"] = job["mean_epoch_s"] / loop["mean_epoch_s"]
+    print_table(
+        ["utterances", "audio min", "epochs", "data prep s", "running->1st epoch s", "job epoch s", "after last epoch s",
+         "running->registered s", "loop epoch s", "job / loop epochs", "job epoch / loop epoch"],
+        [[job["utterances"], job["audio_min"], job["epochs"], job["data_preparation_s"], job["running_to_first_epoch_s"],
+          job["mean_epoch_s"], job["after_last_epoch_s"], job["running_to_registered_s"], loop["mean_epoch_s"],
+          job["job_over_loop_epochs"], job["epoch_over_loop_epoch"]]],
+    )
+    return job
+
+
+def merged_job_runs(runs: list[dict]) -> dict:
+    """These runs, each stamped with its revision and time, plus the earlier file's runs of other sizes
+    (a 2-hour run takes most of an hour: sizes are measured one at a time)."""
+    import subprocess
+    from datetime import datetime, timezone
+
+    revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parents[1]).stdout.strip()
+    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    runs = [{**r, "revision": revision, "measured_at": stamp} for r in runs]
+    path = Path(__file__).parent / "results" / "train_job.json"
+    earlier = json.loads(path.read_text())["runs"] if path.exists() else []
+    sizes = {r["minutes"] for r in runs}
+    merged = sorted(runs + [r for r in earlier if r["minutes"] not in sizes], key=lambda r: r["minutes"])
+    return {"runs": merged, "revision": revision, "measured_at": stamp}
+
+
 def bench_job_path(args, tmp: Path) -> dict:
-    """Each size through the API, then its compute-only loop on a fresh local Ray (so neither holds the other's CPUs)."""
+    """Each size through the API, then its compute-only loop and the job's loop in memory on a fresh local Ray
+    (so neither holds the other's CPUs)."""
     out = []
     for minutes in [float(m) for m in args.job_minutes.split(",")]:
         job = run_job_path(minutes, args.job_epochs, args.job_workers, tmp)
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        ray.data.DataContext.get_current().enable_progress_bars = False
         compute = run_compute_only(minutes, args.job_epochs, args.job_workers, tmp)
+        loop = run_loop_in_memory(minutes, args.job_epochs, args.job_workers, tmp)
         ray.shutdown()
         job["compute_only"] = compute
+        job["loop_in_memory"] = loop
         job["job_over_compute"] = job["running_to_registered_s"] / compute["compute_s"]
         job["epoch_over_compute_epoch"] = job["mean_epoch_s"] / compute["mean_epoch_s"]
+        job["job_over_loop_epochs"] = job["running_to_registered_s"] / loop["epochs_s"]
+        job["epoch_over_loop_epoch"] = job["mean_epoch_s"] / loop["mean_epoch_s"]
         out.append(job)
         print_table(
-            ["audio min", "files", "epochs", "submit->running s", "data prep s", "epochs s", "after last epoch s", "running->registered s",
-             "compute-only s", "job / compute", "epoch / compute epoch"],
-            [[minutes, job["files"], job["epochs"], job["submit_to_running_s"], job["data_preparation_s"], job["epochs_s"],
+            ["audio min", "files", "epochs", "submit->running s", "running->1st epoch s", "epochs s", "after last epoch s",
+             "running->registered s", "compute-only s", "job / compute", "epoch / compute epoch"],
+            [[minutes, job["files"], job["epochs"], job["submit_to_running_s"], job["running_to_first_epoch_s"], job["epochs_s"],
               job["after_last_epoch_s"], job["running_to_registered_s"], compute["compute_s"], job["job_over_compute"],
               job["epoch_over_compute_epoch"]]],
+        )
+        print_table(
+            ["audio min", "loop epoch s", "loop epochs s", "job epoch s", "job / loop epochs", "job epoch / loop epoch"],
+            [[minutes, loop["mean_epoch_s"], loop["epochs_s"], job["mean_epoch_s"], job["job_over_loop_epochs"], job["epoch_over_loop_epoch"]]],
         )
     return {"runs": out}
 
@@ -275,6 +430,8 @@ def main() -> None:
     p.add_argument("--job-epochs", type=int, default=20)
     p.add_argument("--job-workers", type=int, default=2)
     p.add_argument("--job-only", action="store_true", help="only the job path (results in bench/results/train_job.json)")
+    p.add_argument("--stt-job-utterances", type=int, default=0, help="also fine-tune a custom STT model through the API on this many utterances")
+    p.add_argument("--stt-job-epochs", type=int, default=10)
     p.add_argument("--clips", type=int, default=32)
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--workers", default="1,2")
@@ -291,9 +448,15 @@ def main() -> None:
     from train_jobs.detector_loop import fit_detector
     from train_jobs.windows import WindowSpec
 
-    if args.job_minutes:
-        job = bench_job_path(args, Path(tempfile.mkdtemp(prefix="fathom-train-job-")))
-        print(f"wrote {write_results('train_job', job)}")
+    if args.job_minutes or args.stt_job_utterances:
+        tmp = Path(tempfile.mkdtemp(prefix="fathom-train-job-"))
+        runs = bench_job_path(args, tmp)["runs"] if args.job_minutes else []
+        results = merged_job_runs(runs)
+        if args.stt_job_utterances:
+            results["stt"] = {**bench_stt_job_path(args, tmp), "revision": results["revision"], "measured_at": results["measured_at"]}
+        elif (earlier := Path(__file__).parent / "results" / "train_job.json").exists():
+            results["stt"] = json.loads(earlier.read_text()).get("stt")
+        print(f"wrote {write_results('train_job', results)}")
         if args.job_only:
             return
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
