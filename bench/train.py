@@ -241,8 +241,7 @@ def run_compute_only(minutes: float, epochs: int, workers: int, tmp: Path) -> di
     TorchTrainer(compute_loop, train_loop_config=config, scaling_config=ScalingConfig(num_workers=workers, use_gpu=False),
                  run_config=RunConfig(name=f"compute-{minutes}-{int(t0)}", storage_path=str(tmp / "store"), callbacks=[ReportClock(str(clock))])).fit()
     total = time.time() - t0
-    times = [json.loads(line)["t"] for line in clock.read_text().splitlines()]
-    mean_epoch = (times[-1] - times[0]) / max(1, len(times) - 1)
+    mean_epoch = epoch_seconds(clock, total / epochs)
     return {"minutes": minutes, "windows": len(windows), "epochs": epochs, "workers": workers, "mean_epoch_s": mean_epoch,
             "compute_s": mean_epoch * epochs, "total_s": total}
 
@@ -270,8 +269,7 @@ def run_loop_in_memory(minutes: float, epochs: int, workers: int, tmp: Path) -> 
                  num_workers=workers, use_gpu=False, storage_path=str(tmp / "store"), run_name=f"loop-{minutes}-{int(t0)}",
                  callbacks=[ReportClock(str(clock))], max_failures=0)
     total = time.time() - t0
-    times = [json.loads(line)["t"] for line in clock.read_text().splitlines()]
-    mean_epoch = (times[-1] - times[0]) / max(1, len(times) - 1)
+    mean_epoch = epoch_seconds(clock, total / epochs)
     return {"minutes": minutes, "files": len(rows) - n_val, "epochs": epochs, "workers": workers, "mean_epoch_s": mean_epoch,
             "epochs_s": mean_epoch * epochs, "total_s": total}
 
@@ -351,21 +349,17 @@ def run_stt_loop_in_memory(utterances: int, epochs: int, workers: int, tmp: Path
             num_workers=workers, use_gpu=False, storage_path=str(tmp / "store"), run_name=f"stt-loop-{utterances}-{int(t0)}",
             callbacks=[ReportClock(str(clock))], max_failures=0)
     total = time.time() - t0
-    times = [json.loads(line)["t"] for line in clock.read_text().splitlines()]
-    mean_epoch = (times[-1] - times[0]) / max(1, len(times) - 1)
+    mean_epoch = epoch_seconds(clock, total / epochs)
     return {"utterances": utterances, "epochs": epochs, "workers": workers, "mean_epoch_s": mean_epoch,
             "epochs_s": mean_epoch * epochs, "total_s": total}
 
 
 def bench_stt_job_path(args, tmp: Path) -> dict:
     job = run_stt_job_path(args.stt_job_utterances, args.stt_job_epochs, args.job_workers, tmp)
-    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    fresh_local_ray()
     loop = run_stt_loop_in_memory(args.stt_job_utterances, args.stt_job_epochs, args.job_workers, tmp)
     ray.shutdown()
-    job["loop_in_memory"] = loop
-    job["job_over_loop_epochs"] = job["running_to_registered_s"] / loop["epochs_s"]
-    job["epoch_over_loop_epoch"] = job["mean_epoch_s"] / loop["mean_epoch_s"]
+    against_loop(job, loop)
     print_table(
         ["utterances", "audio min", "epochs", "data prep s", "running->1st epoch s", "job epoch s", "after last epoch s",
          "running->registered s", "loop epoch s", "job / loop epochs", "job epoch / loop epoch"],
@@ -374,6 +368,19 @@ def bench_stt_job_path(args, tmp: Path) -> dict:
           job["job_over_loop_epochs"], job["epoch_over_loop_epoch"]]],
     )
     return job
+
+
+def fresh_local_ray() -> None:
+    """A local Ray on every CPU for the baselines, started once the platform has stopped."""
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+
+
+def against_loop(job: dict, loop: dict) -> None:
+    """Adds the loop in memory and the job's ratios to it to ``job``."""
+    job["loop_in_memory"] = loop
+    job["job_over_loop_epochs"] = job["running_to_registered_s"] / loop["epochs_s"]
+    job["epoch_over_loop_epoch"] = job["mean_epoch_s"] / loop["mean_epoch_s"]
 
 
 def merged_job_runs(runs: list[dict]) -> dict:
@@ -398,8 +405,7 @@ def bench_job_path(args, tmp: Path) -> dict:
     out = []
     for minutes in [float(m) for m in args.job_minutes.split(",")]:
         job = run_job_path(minutes, args.job_epochs, args.job_workers, tmp)
-        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-        ray.data.DataContext.get_current().enable_progress_bars = False
+        fresh_local_ray()
         compute = run_compute_only(minutes, args.job_epochs, args.job_workers, tmp)
         loop = run_loop_in_memory(minutes, args.job_epochs, args.job_workers, tmp) if not args.job_step_only else None
         ray.shutdown()
@@ -408,9 +414,7 @@ def bench_job_path(args, tmp: Path) -> dict:
         job["epoch_over_compute_epoch"] = job["mean_epoch_s"] / compute["mean_epoch_s"]
         out.append(job)
         if loop is not None:
-            job["loop_in_memory"] = loop
-            job["job_over_loop_epochs"] = job["running_to_registered_s"] / loop["epochs_s"]
-            job["epoch_over_loop_epoch"] = job["mean_epoch_s"] / loop["mean_epoch_s"]
+            against_loop(job, loop)
         print_table(
             ["audio min", "files", "epochs", "submit->running s", "running->1st epoch s", "epochs s", "after last epoch s",
              "running->registered s", "compute-only s", "job / compute", "epoch / compute epoch"],

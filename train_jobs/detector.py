@@ -161,8 +161,9 @@ def train(settings: Settings, job_id: str) -> str:
     blob_keys, events = inputs["blob_keys"], inputs["events"]
     spec = WindowSpec.from_ms(config.chunk_size_ms, config.stride_ms)
     read_audio = BlobAudio(settings, signing_secret(url))
+    val_rows = file_rows([(i, blob_keys[i], events[i]) for i in val_ids])
     train_files = ray.data.from_items(file_rows([(i, blob_keys[i], events[i]) for i in train_ids]))
-    val_files = ray.data.from_items(file_rows([(i, blob_keys[i], events[i]) for i in val_ids]))
+    val_files = ray.data.from_items(val_rows)
     aug = config.augmentation
     num_workers = config.num_workers if config.num_workers is not None else settings.train_num_workers
     gpu = use_gpu(settings, config.use_gpu)
@@ -198,7 +199,7 @@ def train(settings: Settings, job_id: str) -> str:
             inputs["durations_ms"][r["audio_id"]],  # the source's duration, as inference reports it
             events_of(r["events"]),
         )
-        for r in with_audio(file_rows([(i, blob_keys[i], events[i]) for i in val_ids]), read_audio)
+        for r in with_audio(val_rows, read_audio)  # decoded again here: the workers' copies died with them
     ]
     eval_metrics = evaluate_detector(model, meta, val_files)
     report_progress(url, job_id, progress=96.0, message=evaluation_summary(eval_metrics))
