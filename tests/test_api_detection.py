@@ -196,16 +196,27 @@ def test_inference_job_lifecycle_bad_audio_and_cancel(platform, org, other_org):
     assert [j["id"] for j in listed["items"]] == [job["id"]]
 
     second = org.post("/api/v1/inference-jobs", json={"model_id": model}).json()
-    pending = put_file(org, second["id"], encode_audio(clip.waveform, clip.sample_rate, "wav"), "later.wav")
-    r = org.get(f"/api/v1/inference-jobs/{second['id']}/files/{pending}/download-url")
-    assert r.status_code == 409
-    r = org.post(f"/api/v1/inference-jobs/{second['id']}/files/confirm", json={"file_id": put_file(org, second["id"], b"x", "x.wav")})
+    tiny = put_file(org, second["id"], b"x", "x.wav")
+    r = org.post(f"/api/v1/inference-jobs/{second['id']}/files/confirm", json={"file_id": tiny})
     assert r.status_code == 200  # tiny but present; it fails in processing, not at confirm
-    cancelled = org.delete(f"/api/v1/inference-jobs/{second['id']}").json()
+    wait_for(
+        lambda: org.get(f"/api/v1/inference-jobs/{second['id']}/files/{tiny}").json()["status"] == "failed",
+        timeout=120, what="tiny file failed",
+    )
+    r = org.delete(f"/api/v1/inference-jobs/{second['id']}")
+    assert r.status_code == 409 and r.json()["detail"] == "Inference job is already completed"
+
+    # Cancelled while a file is still unconfirmed: that file fails and the job takes nothing more.
+    third = org.post("/api/v1/inference-jobs", json={"model_id": model}).json()
+    pending = put_file(org, third["id"], encode_audio(clip.waveform, clip.sample_rate, "wav"), "later.wav")
+    r = org.get(f"/api/v1/inference-jobs/{third['id']}/files/{pending}/download-url")
+    assert r.status_code == 409
+    cancelled = org.delete(f"/api/v1/inference-jobs/{third['id']}").json()
     assert cancelled["status"] == "cancelled"
-    assert org.get(f"/api/v1/inference-jobs/{second['id']}/files/{pending}").json()["status"] == "failed"
-    assert org.post(f"/api/v1/inference-jobs/{second['id']}/files/upload-url", json={"filename": "a.wav", "file_size_bytes": 10}).status_code == 409
-    assert org.delete(f"/api/v1/inference-jobs/{second['id']}").status_code == 409
+    assert org.get(f"/api/v1/inference-jobs/{third['id']}/files/{pending}").json()["status"] == "failed"
+    assert org.post(f"/api/v1/inference-jobs/{third['id']}/files/confirm", json={"file_id": pending}).status_code == 409
+    assert org.post(f"/api/v1/inference-jobs/{third['id']}/files/upload-url", json={"filename": "a.wav", "file_size_bytes": 10}).status_code == 409
+    assert org.delete(f"/api/v1/inference-jobs/{third['id']}").status_code == 409
 
 
 def test_inference_upload_limits_and_pagination(platform, org):
