@@ -79,6 +79,22 @@ def test_conformer_maps_features_to_40_ms_log_probs():
         model(torch.zeros(1, 10, 40), torch.tensor([10]))
 
 
+def test_subsampling_in_slices_matches_the_whole_batch(monkeypatch):
+    """The subsampler runs a few utterances at a time; the outputs are the whole batch's, in order."""
+    import train_jobs.models.stt as stt
+
+    torch.manual_seed(0)
+    model = CtcConformer(SMALL).eval()
+    waves, lengths = _waves([2.0, 1.3, 0.7])
+    feats, frames = model.featurize(waves, lengths)
+    with torch.no_grad():
+        sliced, _ = model(feats, frames)
+        monkeypatch.setattr(stt, "SUBSAMPLE_SLICE", 3)
+        whole, _ = model(feats, frames)
+    assert stt.SUBSAMPLE_SLICE == 3 and sliced.shape == whole.shape
+    torch.testing.assert_close(sliced, whole, rtol=1e-5, atol=1e-5)
+
+
 def test_spec_augment_only_while_training():
     torch.manual_seed(0)
     model = CtcConformer(SttDims(d_model=64, ffn_dim=128, n_layers=1, n_heads=2, dropout=0.0))
