@@ -24,6 +24,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+from operator import itemgetter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -112,6 +113,7 @@ def _trie(terms: tuple[str, ...]) -> BoostTrie:
 # Boost state of a prefix: (node, pending). node 0: at a word start; -1: inside a word that
 # is no boosted term; > 0: spelling a boosted term. pending: bonus given but not yet earned.
 _OUTSIDE = -1
+_SCORE = itemgetter(0)
 
 
 def _boost_step(trie: BoostTrie, state: tuple[int, float], c: int, w: BoostWeights) -> tuple[tuple[int, float], float]:
@@ -134,6 +136,21 @@ def _boost_final(trie: BoostTrie, state: tuple[int, float], w: BoostWeights) -> 
     if node > 0:
         return w.word_bonus if trie.terminal[node] else -pending
     return 0.0
+
+
+def _reach(trie: BoostTrie, state, lm: LmScorer | None, lm_state, bonus: float, w: BoostWeights, space: list, letter: list) -> None:
+    """Append a node's bounds: its bonus plus the most one more space / letter can add to it."""
+    if w.char_bonus < 0 or w.word_bonus < 0:
+        s = l = math.inf  # a bonus taken back could then raise the score: no bound
+    elif state[0] == _OUTSIDE:
+        s = l = 0.0
+    else:
+        s, l = w.word_bonus + w.char_bonus, w.char_bonus
+    if lm is not None:
+        lm_s, lm_l = lm.gain_bounds(lm_state)
+        s, l = s + lm_s, l + lm_l
+    space.append(bonus + s)
+    letter.append(bonus + l)
 
 
 def _lae(a: float, b: float) -> float:
@@ -171,13 +188,20 @@ def beam_search(
 
     Prefixes are nodes of a tree (node 0 is the empty prefix; a child is its parent plus one
     character), so extending and looking up a prefix costs O(1), not O(its length). A node's
-    boost and language-model scores are computed once, when it is created.
+    boost and language-model scores are computed once, when it is created, and a prefix is
+    created only when an upper bound on its score (its parent's bonus plus the most one
+    character can add, :func:`_reach`) reaches the frame's beam: exact, and about half the
+    prefixes are never made.
     """
     lp = np.asarray(log_probs, dtype=np.float64)
     trie = _trie(tuple(boost_terms))
     ninf = -math.inf
     parent, last, bonus, state = [-1], [-1], [0.0], [(0, 0.0)]  # per node
     lm_state = [lm.start() if lm is not None else None]
+    # Per node, an upper bound on its score after one more space / letter (see _reach).
+    reach_space: list[float] = []
+    reach_letter: list[float] = []
+    _reach(trie, state[0], lm, lm_state[0], bonus[0], weights, reach_space, reach_letter)
     child: dict[tuple[int, int], int] = {}
     beams: dict[int, tuple[float, float]] = {0: (0.0, ninf)}  # node -> (p_blank, p_nonblank)
     # A frame whose only token within TOKEN_PRUNE_NATS of its best is blank extends every
@@ -195,6 +219,7 @@ def beam_search(
         candidates = [(int(c), float(frame[c])) for c in np.flatnonzero(mask)]
         blank_lp = float(frame[BLANK])
         nxt: dict[int, list[float]] = {}
+        unseen: list[tuple[int, int, float]] = []  # (node, token, log-prob) of prefixes not yet in the tree
         for node, (pb, pnb) in beams.items():
             total = _lae(pb, pnb)
             entry = nxt.setdefault(node, [ninf, ninf])
@@ -204,26 +229,38 @@ def beam_search(
                 if c == SPACE and (prev < 0 or prev == SPACE):
                     entry[1] = _lae(entry[1], total + p)  # leading or double space: the same text
                     continue
-                new = child.get((node, c))
-                if new is None:
-                    new = child[(node, c)] = len(parent)
-                    parent.append(node)
-                    last.append(c)
-                    st, delta = _boost_step(trie, state[node], c, weights)
-                    state.append(st)
-                    if lm is not None:
-                        ls, lm_delta = lm.step(lm_state[node], c)
-                        lm_state.append(ls)
-                        delta += lm_delta
-                    bonus.append(bonus[node] + delta)
-                ext = nxt.setdefault(new, [ninf, ninf])
                 if c == prev:
                     entry[1] = _lae(entry[1], pnb + p)  # the repeat collapses into the prefix
-                    ext[1] = _lae(ext[1], pb + p)  # a blank separated them: a new character
+                    p += pb  # a blank separated them: a new character
                 else:
-                    ext[1] = _lae(ext[1], total + p)
-        ranked = heapq.nlargest(beam_size, nxt.items(), key=lambda kv: _lae(kv[1][0], kv[1][1]) + bonus[kv[0]])
-        beams = {k: (v[0], v[1]) for k, v in ranked}
+                    p += total
+                new = child.get((node, c))
+                if new is None:
+                    unseen.append((node, c, p))
+                else:
+                    ext = nxt.setdefault(new, [ninf, ninf])
+                    ext[1] = _lae(ext[1], p)
+        # A prefix new to the tree has one parent, so this frame's one term is its whole score.
+        # Only those that may reach the beam are made: the known prefixes bound the rest.
+        scored = [(_lae(b, nb) + bonus[k], k) for k, (b, nb) in nxt.items()]
+        floor = heapq.nlargest(beam_size, scored, key=_SCORE)[-1][0] if unseen and len(scored) >= beam_size else ninf
+        for node, c, p in unseen:
+            if p + (reach_space if c == SPACE else reach_letter)[node] < floor:
+                continue
+            new = child[(node, c)] = len(parent)
+            parent.append(node)
+            last.append(c)
+            st, delta = _boost_step(trie, state[node], c, weights)
+            state.append(st)
+            if lm is not None:
+                ls, lm_delta = lm.step(lm_state[node], c)
+                lm_state.append(ls)
+                delta += lm_delta
+            bonus.append(bonus[node] + delta)
+            _reach(trie, st, lm, lm_state[new] if lm is not None else None, bonus[new], weights, reach_space, reach_letter)
+            nxt[new] = [ninf, p]
+            scored.append((p + bonus[new], new))
+        beams = {k: tuple(nxt[k]) for _, k in heapq.nlargest(beam_size, scored, key=_SCORE)}
     if pending_blank:
         beams = {k: (_lae(pb, pnb) + pending_blank, ninf) for k, (pb, pnb) in beams.items()}
     def final(k: int) -> float:

@@ -211,6 +211,16 @@ class LmScorer:
         ahead = self.lexicon.best[nxt]
         return (history, nxt, ahead), self.w.lm_weight * (ahead - held)
 
+    def gain_bounds(self, state) -> tuple[float, float]:
+        """Upper bounds on ``step(state, c)``'s delta for c a space and for c a letter, without
+        the n-gram lookup: a word's probability is at most 1 and a look-ahead never rises along
+        a word."""
+        _, node, held = state
+        if self.w.lm_weight < 0:
+            return math.inf, math.inf
+        space = self.w.lm_weight * max(0.0, -held) + self.w.word_bonus if node != 0 else 0.0
+        return space, (0.0 if node == OUTSIDE else self.w.lm_weight * max(0.0, self.w.oov_logprob - held))
+
     def final(self, state) -> float:
         history, node, _ = state
         delta = 0.0
