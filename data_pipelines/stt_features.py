@@ -29,10 +29,22 @@ def log_mel(waveforms: torch.Tensor, lengths: torch.Tensor, n_mels: int = 80) ->
     """[B, N] float 16 kHz waveforms + lengths [B] (samples) -> log-mel [B, T, n_mels], frames [B].
 
     Frame t is centred on sample t * HOP; a waveform of n samples has n // HOP + 1 frames.
+    Each waveform is analysed at its own length (at least N_FFT samples), so its last frames
+    reflect its own end rather than the padding of a longer one: a batch gives every waveform
+    the features it has alone. Frames past a waveform's own hold the floor.
     """
     if waveforms.ndim != 2:
         raise ValueError(f"expected waveforms [batch, samples], got shape {tuple(waveforms.shape)}")
+    frames = torch.div(lengths, HOP, rounding_mode="floor") + 1
+    mel = _mel(n_mels, str(waveforms.device))
     with torch.no_grad():
-        mel = _mel(n_mels, str(waveforms.device))(waveforms.float())  # [B, n_mels, T]
-        feats = torch.log(mel.clamp_min(LOG_FLOOR)).transpose(1, 2).contiguous()
-    return feats, torch.div(lengths, HOP, rounding_mode="floor") + 1
+        if len(waveforms) <= 1 or bool((lengths >= waveforms.shape[1]).all()):
+            power = mel(waveforms.float())  # [B, n_mels, T]
+        else:
+            power = waveforms.new_full((len(waveforms), n_mels, waveforms.shape[1] // HOP + 1), LOG_FLOOR)
+            for i, n in enumerate(lengths.tolist()):
+                own = mel(waveforms[i : i + 1, : max(int(n), N_FFT)].float())
+                k = min(own.shape[-1], power.shape[-1])
+                power[i, :, :k] = own[0, :, :k]
+        feats = torch.log(power.clamp_min(LOG_FLOOR)).transpose(1, 2).contiguous()
+    return feats, frames

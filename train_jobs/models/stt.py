@@ -40,7 +40,6 @@ NORM_MIN_STD = 1e-2  # floor on the per-utterance feature std (log units)
 FREQ_MASKS, FREQ_MASK_BINS = 2, 15  # SpecAugment: masks per utterance, widest mask (mel bins)
 TIME_MASKS, TIME_MASK_FRAMES = 4, 30  # masks per utterance, widest mask (10 ms frames)
 TIME_MASK_MAX_FRACTION = 0.05  # a time mask covers at most this share of the frames
-SUBSAMPLE_SLICE = 1  # utterances per subsampler pass (see CtcConformer._subsample)
 SSL_ENCODERS = ("wav2vec2", "wavlm")
 ENCODERS = ("conformer", *SSL_ENCODERS)
 
@@ -145,22 +144,68 @@ class CtcConformer(nn.Module):
         x = ((features - mean) / var.sqrt().clamp_min(NORM_MIN_STD)) * mask
         if self.training and self.spec_augment:
             x = _spec_augment(x)
-        x = self.drop(torch.cat([self._subsample(part) for part in x.split(SUBSAMPLE_SLICE)]))
         out_lengths = self.output_lengths(lengths)
-        x, _ = self.conformer(x, out_lengths)
+        x = self.drop(torch.stack([self._subsample(x[i, :n], int(out_lengths.max())) for i, n in enumerate(lengths.tolist())]))
+        x = self._encode(x, out_lengths)
         return torch.log_softmax(self.head(x).float(), dim=-1), out_lengths
 
-    def _subsample(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalised features [b, T, n_mels] -> projected frames [b, T/4, d_model].
+    def _encode(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``self.conformer`` ([B, T, d_model] -> same) with padded frames zeroed before each
+        depthwise convolution.
 
-        ``forward`` runs this SUBSAMPLE_SLICE utterances at a time: one utterance's activations
-        (a few MB) stay in the CPU's caches where a batch's (about 50 MB a layer) do not, and the
-        subsampler then takes 0.5x the time (0.65 s against 0.9 s for the whole forward pass of
-        the 60 utterances of bench/stt_peer.py on one thread).
+        torchaudio's layers mask padding only in attention; their depthwise convolution reads the
+        padded frames' activations into the last valid frames, and attention then spreads that
+        through the whole utterance, so an utterance's transcript depended on the longest one
+        batched with it. Zeroed, the padding reads as the zeros a lone utterance's convolution
+        pads with: the same parameters, and a batch gives each utterance what it gets alone.
         """
-        x = self.subsample(x.unsqueeze(1))  # [b, C, T/4, F/4]
-        b, c, t, f = x.shape
-        return self.project(x.permute(0, 2, 1, 3).reshape(b, t, c * f))
+        padding = _length_mask(lengths, x.shape[1]).logical_not()  # [B, T] True on padding
+        keep = padding.logical_not().to(x.dtype)[:, None, :]  # [B, 1, T]
+        x = x.transpose(0, 1)  # the layers run [T, B, D]
+        for layer in self.conformer.conformer_layers:
+            x = _conformer_layer(layer, x, padding, keep)
+        return x.transpose(0, 1)
+
+    def _subsample(self, x: torch.Tensor, frames: int) -> torch.Tensor:
+        """One utterance's normalised features [T, n_mels] (its own frames only) -> projected
+        frames [frames, d_model], zero past its own.
+
+        One utterance at a time: its activations (a few MB) stay in the CPU's caches where a
+        batch's (about 50 MB a layer) do not, and the subsampler takes half the time (the forward
+        pass of the 60 utterances of bench/stt_peer.py on one thread: 0.65 s against 0.9 s); and
+        without the batch's padding the convolutions see the zeros a lone utterance is padded with.
+        """
+        y = self.subsample(x[None, None])  # [1, C, T/4, F/4]
+        _, c, t, f = y.shape
+        y = self.project(y.permute(0, 2, 1, 3).reshape(t, c * f))
+        return nn.functional.pad(y, (0, 0, 0, frames - t))
+
+
+def _conformer_layer(layer: nn.Module, x: torch.Tensor, padding: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """torchaudio ``ConformerLayer.forward`` on [T, B, D] with ``keep`` ([B, 1, T], 0 on padding)
+    applied to the convolution module's input to its depthwise convolution."""
+    residual = x
+    x = layer.ffn1(x) * 0.5 + residual
+    if layer.convolution_first:
+        x = x + _convolution(layer.conv_module, x, keep)
+    residual = x
+    y = layer.self_attn_layer_norm(x)
+    y, _ = layer.self_attn(query=y, key=y, value=y, key_padding_mask=padding, need_weights=False)
+    x = layer.self_attn_dropout(y) + residual
+    if not layer.convolution_first:
+        x = x + _convolution(layer.conv_module, x, keep)
+    x = layer.ffn2(x) * 0.5 + x
+    return layer.final_layer_norm(x)
+
+
+def _convolution(module: nn.Module, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """torchaudio's convolution module ([T, B, D] -> same) with the padding zeroed after its gated
+    pointwise convolution, before the depthwise one."""
+    pointwise, glu, *rest = module.sequential
+    y = glu(pointwise(module.layer_norm(x.transpose(0, 1)).transpose(1, 2))) * keep  # [B, C, T]
+    for m in rest:
+        y = m(y)
+    return y.permute(2, 0, 1)
 
 
 def _spec_augment(x: torch.Tensor) -> torch.Tensor:
