@@ -138,19 +138,14 @@ def _boost_final(trie: BoostTrie, state: tuple[int, float], w: BoostWeights) -> 
     return 0.0
 
 
-def _reach(trie: BoostTrie, state, lm: LmScorer | None, lm_state, bonus: float, w: BoostWeights, space: list, letter: list) -> None:
-    """Append a node's bounds: its bonus plus the most one more space / letter can add to it."""
-    if w.char_bonus < 0 or w.word_bonus < 0:
-        s = l = math.inf  # a bonus taken back could then raise the score: no bound
-    elif state[0] == _OUTSIDE:
-        s = l = 0.0
-    else:
-        s, l = w.word_bonus + w.char_bonus, w.char_bonus
+def _reach(boost_state, lm: LmScorer | None, lm_state, bonus: float, boost_gain: tuple[float, float]) -> tuple[float, float]:
+    """A node's bonus plus the most one more space / letter can add to it (``boost_gain``: the
+    boost's most, for a node spelling a word or a term)."""
+    space, letter = (0.0, 0.0) if boost_state[0] == _OUTSIDE else boost_gain
     if lm is not None:
-        lm_s, lm_l = lm.gain_bounds(lm_state)
-        s, l = s + lm_s, l + lm_l
-    space.append(bonus + s)
-    letter.append(bonus + l)
+        lm_space, lm_letter = lm.gain_bounds(lm_state)
+        space, letter = space + lm_space, letter + lm_letter
+    return bonus + space, bonus + letter
 
 
 def _lae(a: float, b: float) -> float:
@@ -198,10 +193,12 @@ def beam_search(
     ninf = -math.inf
     parent, last, bonus, state = [-1], [-1], [0.0], [(0, 0.0)]  # per node
     lm_state = [lm.start() if lm is not None else None]
-    # Per node, an upper bound on its score after one more space / letter (see _reach).
-    reach_space: list[float] = []
-    reach_letter: list[float] = []
-    _reach(trie, state[0], lm, lm_state[0], bonus[0], weights, reach_space, reach_letter)
+    # A bonus taken back could raise a score when a weight is negative: then nothing is bounded.
+    boost_gain = (
+        (math.inf, math.inf) if min(weights.char_bonus, weights.word_bonus) < 0
+        else (weights.word_bonus + weights.char_bonus, weights.char_bonus)
+    )
+    reach = [_reach(state[0], lm, lm_state[0], bonus[0], boost_gain)]  # per node: (after a space, after a letter)
     child: dict[tuple[int, int], int] = {}
     beams: dict[int, tuple[float, float]] = {0: (0.0, ninf)}  # node -> (p_blank, p_nonblank)
     # A frame whose only token within TOKEN_PRUNE_NATS of its best is blank extends every
@@ -245,7 +242,7 @@ def beam_search(
         scored = [(_lae(b, nb) + bonus[k], k) for k, (b, nb) in nxt.items()]
         floor = heapq.nlargest(beam_size, scored, key=_SCORE)[-1][0] if unseen and len(scored) >= beam_size else ninf
         for node, c, p in unseen:
-            if p + (reach_space if c == SPACE else reach_letter)[node] < floor:
+            if p + reach[node][c != SPACE] < floor:
                 continue
             new = child[(node, c)] = len(parent)
             parent.append(node)
@@ -257,7 +254,7 @@ def beam_search(
                 lm_state.append(ls)
                 delta += lm_delta
             bonus.append(bonus[node] + delta)
-            _reach(trie, st, lm, lm_state[new] if lm is not None else None, bonus[new], weights, reach_space, reach_letter)
+            reach.append(_reach(st, lm, lm_state[new] if lm is not None else None, bonus[new], boost_gain))
             nxt[new] = [ninf, p]
             scored.append((p + bonus[new], new))
         beams = {k: tuple(nxt[k]) for _, k in heapq.nlargest(beam_size, scored, key=_SCORE)}

@@ -159,8 +159,8 @@ class CtcConformer(nn.Module):
         batched with it. Zeroed, the padding reads as the zeros a lone utterance's convolution
         pads with: the same parameters, and a batch gives each utterance what it gets alone.
         """
-        padding = _length_mask(lengths, x.shape[1]).logical_not()  # [B, T] True on padding
-        keep = padding.logical_not().to(x.dtype)[:, None, :]  # [B, 1, T]
+        valid = _length_mask(lengths, x.shape[1])  # [B, T]
+        padding, keep = valid.logical_not(), valid.to(x.dtype)[:, None, :]  # attention's mask; [B, 1, T]
         x = x.transpose(0, 1)  # the layers run [T, B, D]
         for layer in self.conformer.conformer_layers:
             x = _conformer_layer(layer, x, padding, keep)
