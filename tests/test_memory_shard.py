@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from train_jobs.detector_data import MemoryShard
+from train_jobs.shards import MemoryShard
 
 
 class CountingSource:

@@ -149,3 +149,53 @@ def test_relaunch_resumes_after_the_last_epoch(ray_cluster, tmp_path):
     assert second.metrics["epoch"] == 2 and 0 <= second.metrics["val_wer"]
     _, meta = load_stt_checkpoint(checkpoint_bytes(second.checkpoint))
     assert meta.dims == dims and meta.extra["epoch"] == 2
+
+
+class _Reports(ray.train.UserCallback):
+    """Appends every report's metrics to a file (the Train controller runs on this host)."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def after_report(self, run_context, metrics, checkpoint) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(metrics[0]) + "\n")
+
+
+def _read_pair(waves: dict[str, np.ndarray], row) -> np.ndarray | None:
+    """A stand-in for the blob store: a pair whose key it lacks no longer decodes."""
+    return waves.get(row["audio_key"])
+
+
+def test_workers_decode_their_own_pairs_and_train_on_every_one(ray_cluster, tmp_path):
+    """Pair rows are decoded by the workers themselves; an odd count on two workers loses none (Ray
+    Train's equal split would drop one); an unreadable pair is skipped and counted; the epoch-0
+    report says what was usable before training, and a run with nothing to validate on trains nothing."""
+    import functools
+
+    items = [make_utterance(utterance_seed(611, i)) for i in range(10)]
+    waves = {f"k{i}": w for i, (w, _) in enumerate(items)}
+    rows = [{"audio_key": f"k{i}", "text": normalize_transcript(t), "type": "train"} for i, (_, t) in enumerate(items)]
+    train = ray.data.from_items(rows[:7] + [{"audio_key": "gone", "text": "lost", "type": "train"}])
+    val = ray.data.from_items(rows[7:])
+    dims = SttDims(d_model=32, ffn_dim=64, n_layers=1, n_heads=2, subsampling_channels=8)
+    record = tmp_path / "reports.jsonl"
+    common = dict(
+        num_workers=2, use_gpu=False, storage_path=str(tmp_path), callbacks=[_Reports(str(record))],
+        read_pair=functools.partial(_read_pair, waves), max_failures=0,
+    )
+    result = fit_stt(train, val, config=pretrain_config(dims, epochs=2, batch_size=2), run_name="stt-pairs", **common)
+    reports = [json.loads(line) for line in record.read_text().splitlines()]
+    assert [r["epoch"] for r in reports] == [0, 1, 2]
+    seconds = sum(waves[f"k{i}"].size for i in range(7)) / 16_000
+    assert reports[0]["train_utterances"] == 7 and reports[0]["val_utterances"] == 3 and reports[0]["skipped"] == 1
+    assert reports[0]["train_seconds"] == pytest.approx(seconds)
+    assert all(r["train_utterances"] == 7 and r["val_utterances"] == 3 for r in reports[1:])  # every pair, every epoch
+    assert result.checkpoint is not None and result.metrics["epoch"] == 2
+
+    record.unlink()
+    gone = ray.data.from_items([{"audio_key": "gone", "text": "lost", "type": "test"}])
+    empty = fit_stt(train, gone, config=pretrain_config(dims, epochs=2, batch_size=2), run_name="stt-no-test", **common)
+    only = [json.loads(line) for line in record.read_text().splitlines()]
+    assert [r["epoch"] for r in only] == [0] and (only[0]["train_utterances"], only[0]["val_utterances"]) == (7, 0)
+    assert empty.checkpoint is None  # the job fails it: no usable test audio

@@ -5,7 +5,7 @@ Ray Data splits them among the workers, and each worker reads and decodes its sh
 (``BlobAudio``, ``with_audio``) on its first pass, which also sums the clean features'
 statistics and the label counts (``first_read_sums``), and turns its validation files into
 clean windows (``validation_batches``); both are kept in memory for later epochs
-(``MemoryShard``). Every epoch a worker then, per training file, draws recording
+(``train_jobs.shards.MemoryShard``). Every epoch a worker then, per training file, draws recording
 conditions (``augment_file``), computes features with the one feature function serving
 uses, and cuts labelled windows on a grid shifted by a random part of the stride
 (``training_batches``). Nothing is decoded before the workers start. A file's draws are a function of (seed, epoch, file id) only: the same job reproduces it on any worker, in
@@ -34,42 +34,6 @@ from train_jobs.windows import PAD_VALUE, WindowSpec, frame_labels, make_trainin
 log = logging.getLogger("fathom.train.detector")
 
 SHUFFLE_FILES = 8  # windows of this many files are shuffled together into batches
-SHARD_MEMORY_BYTES = 1 << 30  # a worker keeps a dataset shard up to this size in memory between epochs
-
-
-class MemoryShard:
-    """A worker's share of the files (or validation batches), read once and replayed from memory by
-    later epochs while it fits in ``max_bytes``; a larger one is read afresh every epoch (streamed).
-
-    Each rank reads its own share of a whole dataset (``detector_loop._share``), so a rank's
-    choice binds no other rank.
-    """
-
-    def __init__(self, read: Callable[[], Iterable[Any]], nbytes: Callable[[Any], int], max_bytes: int = SHARD_MEMORY_BYTES):
-        self._read, self._nbytes, self.max_bytes = read, nbytes, max_bytes
-        self._items: list[Any] | None = None
-        self.streaming = False  # this share did not fit
-
-    def __iter__(self) -> Iterator[Any]:
-        if self._items is not None:
-            yield from self._items
-            return
-        items: list[Any] | None = None if self.streaming else []
-        total = 0
-        for item in self._read():
-            if items is not None:
-                total += self._nbytes(item)
-                if total > self.max_bytes:
-                    items, self.streaming = None, True
-                else:
-                    items.append(item)
-            yield item
-        if items is not None:
-            self._items = items  # only a pass read to its end is kept
-
-    iter_rows = __iter__  # the shard interface of training_batches and first_read_sums
-
-
 def file_rng(seed: int, epoch: int, file_id: str, stream: int = 0) -> np.random.Generator:
     """The generator of one file's draw in one epoch (``stream`` 0: conditions, 1: window grid, 2: whether to
     augment), the same on every worker."""

@@ -15,16 +15,14 @@ re-launched run (same ``storage_path`` + ``name``) continues at the next epoch.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import itertools
 import logging
 import math
 import os
 import shutil
 import tempfile
 import time
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import ray.train
@@ -36,8 +34,9 @@ from torch import nn
 from data_pipelines.features import feature_count
 from data_pipelines.augment import conditions_for
 from schemas.augmentation import DetectorAugmentation
-from train_jobs.detector_data import MemoryShard, first_read_sums, training_batches, validation_batches, with_audio
+from train_jobs.detector_data import first_read_sums, training_batches, validation_batches, with_audio
 from train_jobs.progress import collect_reports_promptly
+from train_jobs.shards import MemoryShard, bare_module, joined, rank_share, whole_datasets_in_order
 from train_jobs.models.detector import DetectorDims, FrameDetector, load_checkpoint, save_checkpoint, stats_from_sums
 from train_jobs.windows import WindowSpec
 
@@ -90,13 +89,6 @@ def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def _share(rows, rank: int, world: int) -> Iterator[dict[str, Any]]:
-    """This rank's rows: every ``world``-th of the whole dataset, read in order (``fit_detector`` has Ray
-    Data preserve it), so the ranks share every file between them. Ray Train's own split
-    (``streaming_split(equal=True)``) drops up to world - 1 rows to equalise the shards: a file each."""
-    return itertools.islice(rows.iter_rows(), rank, None, world)
-
-
 def _epoch_lr(base_lr: float, epoch: int, epochs: int) -> float:
     """Cosine decay by epoch (1-based) to MIN_LR_FRACTION; a function of the epoch only, so resumes match."""
     progress = (epoch - 1) / max(1, epochs - 1)
@@ -122,20 +114,6 @@ def _masked_bce(logits: torch.Tensor, y: torch.Tensor, pos_weight: torch.Tensor 
         logits, torch.nan_to_num(y), pos_weight=pos_weight, reduction="none"
     )
     return (loss * labelled).sum() / labelled.sum().clamp_min(1)
-
-
-def _bare(model: nn.Module) -> nn.Module:
-    """The module inside a DDP wrapper: a forward without collectives."""
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
-def _joined(model):
-    """DDP's Join when several ranks train (their files give unequal batch counts), else nothing."""
-    if isinstance(model, nn.parallel.DistributedDataParallel):
-        from torch.distributed.algorithms.join import Join
-
-        return Join([model])
-    return contextlib.nullcontext()
 
 
 def _run_epoch(model, batches, *, pos_weight, window: WindowSpec, optimizer=None, n_classes: int, device):
@@ -228,10 +206,10 @@ def train_loop_per_worker(config: dict, read_audio: Callable[[str], np.ndarray] 
     seed, feature_version = int(config["seed"]), int(config["feature_version"])
     world = ray.train.get_context().get_world_size()
     train_rows, val_rows = ray.train.get_dataset_shard("train"), ray.train.get_dataset_shard("val")
-    train_shard = MemoryShard(lambda: with_audio(_share(train_rows, rank, world), read_audio), lambda row: row["waveform"].nbytes)
+    train_shard = MemoryShard(lambda: with_audio(rank_share(train_rows, rank, world), read_audio), lambda row: row["waveform"].nbytes)
     val_batches = MemoryShard(
         lambda: validation_batches(
-            with_audio(_share(val_rows, rank, world), read_audio), batch_size=batch_size, artifact_types=artifact_types,
+            with_audio(rank_share(val_rows, rank, world), read_audio), batch_size=batch_size, artifact_types=artifact_types,
             spec=window, feature_version=feature_version, device=device,
         ),
         lambda batch: sum(t.nbytes for t in batch.values()),
@@ -265,13 +243,13 @@ def train_loop_per_worker(config: dict, read_audio: Callable[[str], np.ndarray] 
         )
         t_epoch = time.perf_counter()
         train_batches = _Timed(train_batches)
-        with _joined(model):
+        with joined(model):
             train_loss, _ = _run_epoch(model, train_batches, pos_weight=pos_weight, optimizer=optimizer, **common)
         train_loss = _all_reduce_sum(train_loss)
         t_val = time.perf_counter()
         # validation loss unweighted: comparable across runs and datasets. The bare module, not DDP: ranks hold
         # unequal numbers of validation batches, and DDP's forward would broadcast buffers once per batch
-        val_loss, val_counts = map(_all_reduce_sum, _run_epoch(_bare(model), val_batches, pos_weight=None, **common))
+        val_loss, val_counts = map(_all_reduce_sum, _run_epoch(bare_module(model), val_batches, pos_weight=None, **common))
         t_report = time.perf_counter()
         f1 = _f1(val_counts)
         metrics = {
@@ -304,15 +282,6 @@ def train_loop_per_worker(config: dict, read_audio: Callable[[str], np.ndarray] 
         previous_dir = directory
 
 
-def _whole_datasets_in_order():
-    """Every worker iterates each whole dataset in its order and keeps its share (``_share``)."""
-    from ray.train import DataConfig
-
-    options = DataConfig.default_ingest_options()
-    options.preserve_order = True
-    return DataConfig(datasets_to_split=[], execution_options=options)
-
-
 def fit_detector(
     train_ds,
     val_ds,
@@ -343,7 +312,7 @@ def fit_detector(
         functools.partial(train_loop_per_worker, read_audio=read_audio),
         train_loop_config=config,
         datasets={"train": train_ds, "val": val_ds},
-        dataset_config=_whole_datasets_in_order(),
+        dataset_config=whole_datasets_in_order(),
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu),
         run_config=RunConfig(
             name=run_name,

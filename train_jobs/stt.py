@@ -5,10 +5,11 @@ Ray Job, and it runs the same way by hand::
 
     ray job submit --working-dir . -- python -m train_jobs.stt finetune --model-id 7
 
-(standalone, it first claims the model for a run exactly as ``/run`` does). It preprocesses
-the model's pairs with Ray Data, fine-tunes the model's base with Ray Train (DDP over
-``num_workers``, GPUs when present, a checkpoint every epoch, resuming after a worker
-failure), attaches a word language model of the training transcripts (train_jobs.stt_lm),
+(standalone, it first claims the model for a run exactly as ``/run`` does). It fine-tunes
+the model's base with Ray Train (DDP over ``num_workers``, GPUs when present, a checkpoint
+every epoch, resuming after a worker failure) on the model's pairs, which Ray Data hands the
+workers as a list and each worker decodes and featurises its own share of
+(data_pipelines.stt_preprocess), attaches a word language model of the training transcripts (train_jobs.stt_lm),
 scores the base and the fine-tuned model on the same test utterances (the uploaded test
 pairs, else a seeded hold-out of the training pairs) and records the result.
 Progress follows the documented phases: 0-10 preprocessing, 10-30 initial epochs, 30-70
@@ -44,11 +45,11 @@ from cluster.custom_models import (
     mark_progress,
     training_run,
 )
-from cluster.db import init_schema, session_scope
+from cluster.db import init_schema, session_scope, signing_secret
 from cluster.gpus import use_gpu
 from cluster.launcher import current_submission_id
 from cluster.stt_tables import CustomModel
-from data_pipelines.stt_preprocess import prepare_stt_features, split_pairs
+from data_pipelines.stt_preprocess import PairAudio, pair_rows, split_pairs
 from data_pipelines.text import TranscriptError, normalize_transcript
 from schemas.augmentation import Augmentation
 from schemas.settings import Settings
@@ -80,17 +81,25 @@ class EpochLog(ray.train.UserCallback):
     """Progress and a log line per epoch, from the Train controller; never raises (bookkeeping
     must not fail a run), and stops nothing: a deleted or stopped model is caught at completion."""
 
-    def __init__(self, database_url: str, model_id: int, epochs: int):
-        self.database_url, self.model_id, self.epochs = database_url, model_id, epochs
+    def __init__(self, database_url: str, model_id: int, epochs: int, test_source: str):
+        self.database_url, self.model_id, self.epochs, self.test_source = database_url, model_id, epochs, test_source
 
     def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
         m = metrics[0] if metrics else {}
         epoch = int(m.get("epoch", 0))
-        progress, phase = epoch_phase(epoch, self.epochs)
-        message = (
-            f"{phase}: epoch {epoch}/{self.epochs} - train loss {m.get('train_loss', float('nan')):.3f}, "
-            f"validation WER {m.get('val_wer', float('nan')):.1f}%, CER {m.get('val_cer', float('nan')):.1f}%"
-        )
+        if epoch == 0:  # the workers' first read: what was usable
+            progress, skipped = PREPROCESSING_END, int(m.get("skipped", 0))
+            message = (
+                f"Preprocessing complete: {m.get('train_utterances', 0)} training utterances "
+                f"({m.get('train_seconds', 0.0) / 3600:.2f} h), {m.get('val_utterances', 0)} test utterances from "
+                f"{self.test_source}" + (f", {skipped} skipped" if skipped else "")
+            )
+        else:
+            progress, phase = epoch_phase(epoch, self.epochs)
+            message = (
+                f"{phase}: epoch {epoch}/{self.epochs} - train loss {m.get('train_loss', float('nan')):.3f}, "
+                f"validation WER {m.get('val_wer', float('nan')):.1f}%, CER {m.get('val_cer', float('nan')):.1f}%"
+            )
         try:
             mark_progress(self.database_url, self.model_id, progress, message)
         except Exception:
@@ -102,7 +111,6 @@ def score_models(settings: Settings, base: bytes, tuned: bytes, test_keys: list[
     """Base and fine-tuned model on the same test utterances, with their own vocabularies boosted."""
     import torch
 
-    from cluster.db import signing_secret
     from data_pipelines.audio import decode_audio
     from data_pipelines.preprocess import pin_threads, worker_blob_store
     from data_pipelines.stt_preprocess import MAX_UTTERANCE_S
@@ -136,17 +144,11 @@ def finetune(settings: Settings, run: TrainingRun, args: argparse.Namespace) -> 
     gpu = use_gpu(settings, args.use_gpu)
     augmentation = args.augmentation
 
-    mark_progress(url, model_id, 1.0, "Preprocessing: decoding and featurising the training data")
+    mark_progress(url, model_id, 1.0, "Preprocessing: the training workers decode and featurise the data")
     train_pairs, test_pairs = split_pairs(load_training_data(url, model_id), holdout_fraction=HOLDOUT_FRACTION, seed=args.seed)
-    data = prepare_stt_features(settings, model_id, train_pairs, test_pairs, train_waveforms=augmentation.uses_waveform)
-    if data.train_rows == 0 or data.test_rows == 0:
-        raise ValueError(f"no usable {'training' if data.train_rows == 0 else 'test'} audio after preprocessing")
+    if not train_pairs:
+        raise ValueError("no usable training audio after preprocessing")
     source = "uploaded test files" if any(p.type == "test" for p in test_pairs) else "a held-out split of the training files"
-    mark_progress(
-        url, model_id, PREPROCESSING_END,
-        f"Preprocessing complete: {data.train_rows} training utterances ({data.train_seconds / 3600:.2f} h), "
-        f"{data.test_rows} test utterances from {source}" + (f", {data.dropped} skipped" if data.dropped else ""),
-    )
 
     append_log(url, model_id, describe_augmentation(augmentation))
     base = base_checkpoint(run.base_model)
@@ -154,8 +156,8 @@ def finetune(settings: Settings, run: TrainingRun, args: argparse.Namespace) -> 
     if start is not base:
         append_log(url, model_id, f"Starting from the self-supervised encoder {args.ssl_bundle or settings.stt_ssl_bundle}")
     result = fit_stt(
-        data.train,
-        data.test,
+        ray.data.from_items(pair_rows(train_pairs)),
+        ray.data.from_items(pair_rows(test_pairs)),
         config=finetune_config(
             start, epochs=epochs, batch_size=settings.stt_finetune_batch_size, seed=args.seed, augmentation=augmentation
         ),
@@ -164,10 +166,12 @@ def finetune(settings: Settings, run: TrainingRun, args: argparse.Namespace) -> 
         storage_path=blobs.arrow_path(training_storage_key(f"stt-{model_id}-{run.run}")),
         storage_filesystem=blobs.arrow_filesystem(),
         run_name=f"stt-{model_id}-{run.run}",
-        callbacks=[EpochLog(url, model_id, epochs)],
+        callbacks=[EpochLog(url, model_id, epochs, source)],
+        read_pair=PairAudio(settings, signing_secret(url), model_id),
     )
-    if result.checkpoint is None:
-        raise RuntimeError("training finished without a checkpoint")
+    if result.checkpoint is None:  # the loop trains nothing without both; its preprocessing line says which
+        raise ValueError("no usable training or test audio after preprocessing")
+    data = result.metrics
     tuned = with_language_model(checkpoint_bytes(result.checkpoint), training_texts(train_pairs))
     append_log(url, model_id, "Language model of the training transcripts attached for decoding")
 
@@ -180,12 +184,12 @@ def finetune(settings: Settings, run: TrainingRun, args: argparse.Namespace) -> 
         "word_error_rate": c["word_error_rate"],
         "character_error_rate": c["character_error_rate"],
         "accuracy_improvement": accuracy_improvement(b["word_error_rate"], c["word_error_rate"]),
-        "training_hours": round(data.train_seconds / 3600, 4),
+        "training_hours": round(data["train_seconds"] / 3600, 4),
         "test_word_error_rate": c["word_error_rate"],
         "base_word_error_rate": b["word_error_rate"],
         "base_character_error_rate": b["character_error_rate"],
         "test_utterances": c["utterances"],
-        "training_utterances": data.train_rows,
+        "training_utterances": int(data["train_utterances"]),
         "epochs": epochs,
         "validation_word_error_rate": round(float((result.metrics or {}).get("val_wer", float("nan"))), 2),
     }

@@ -1,10 +1,16 @@
 """Ray Train (V2) loop for the CTC speech-to-text models: pre-training and fine-tuning.
 
-Each worker reads its shard of the ``"train"`` and ``"val"`` datasets, rows
-``{"audio": float32 16 kHz waveform [n]}`` or ``{"features": log-mel [T, n_mels]}`` plus
-``{"text": normalised transcript}``. Rows are bucketed by length (fewer padded frames),
+Each worker reads its share of the ``"train"`` and ``"val"`` datasets (every ``world``-th row,
+train_jobs.shards), rows ``{"audio": 16 kHz waveform [n]}`` or ``{"features": log-mel [T,
+n_mels]}`` plus ``{"text": normalised transcript}``, or pair rows ``{"audio_key", "text"}``
+that it decodes itself (``read_pair``, data_pipelines.stt_preprocess) into waveforms when
+training augments them and into clean log-mel features otherwise. It reads both shares once
+before the first epoch, keeps them in memory for later epochs (streaming what does not fit),
+and, when it decoded pairs, reports what was usable as epoch 0 before training (all-reduced
+counts: a job's "preprocessing complete"). Rows are bucketed by length (fewer padded frames),
 the DDP-wrapped model is trained with CTC loss, AdamW, linear warm-up then cosine decay by
-step, and gradient clipping. Every rank reports once per epoch (train/val loss, greedy val
+step, and gradient clipping; ranks with fewer batches join early (DDP Join) and validation runs
+on the bare module. Every rank reports once per epoch (train/val loss, greedy val
 WER and CER); rank 0 attaches a checkpoint with the model bytes and the optimizer state,
 so a restarted or re-launched run (same ``storage_path`` + ``name``) resumes after the
 last finished epoch.
@@ -23,6 +29,8 @@ fine-tuned, at a lower learning rate (FINETUNE_LEARNING_RATE).
 from __future__ import annotations
 
 import argparse
+import functools
+import itertools
 import math
 import os
 import random
@@ -41,8 +49,9 @@ from pydantic import ValidationError
 from torch import nn
 
 from data_pipelines.augment import augment_utterance, utterance_id, utterance_seed
+from data_pipelines.audio import SAMPLE_RATE
+from data_pipelines.stt_features import HOP, log_mel
 from schemas.augmentation import Augmentation
-from data_pipelines.stt_features import log_mel
 from train_jobs.models.stt import (
     CtcConformer,
     SslCtc,
@@ -52,6 +61,7 @@ from train_jobs.models.stt import (
     save_stt_checkpoint,
 )
 from train_jobs.progress import collect_reports_promptly
+from train_jobs.shards import MemoryShard, bare_module, joined, rank_share, whole_datasets_in_order
 from train_jobs.stt_decoding import greedy_decode
 from train_jobs.stt_eval import char_edits, word_edits
 from train_jobs.stt_vocab import BLANK, encode
@@ -131,20 +141,71 @@ def _row_length(row_input: np.ndarray) -> int:
 Prepare = Callable[[np.ndarray, str, Any], np.ndarray]  # (row input, text, row id or None) -> model input
 
 
+ReadPair = Callable[[dict[str, Any]], "np.ndarray | None"]  # pair row -> 16 kHz float32 waveform, None when unusable
+
+
+def _clean_features(wave: np.ndarray, n_mels: int | None) -> np.ndarray:
+    with torch.inference_mode():
+        feats, _ = log_mel(torch.from_numpy(wave)[None], torch.tensor([wave.size]), *([n_mels] if n_mels else []))
+    return feats[0].numpy()
+
+
+def utterance_rows(
+    rows, read_pair: ReadPair | None, *, waveform: bool, n_mels: int | None, tally: np.ndarray
+) -> Iterator[dict[str, Any]]:
+    """Rows ready to train on: ``audio`` or ``features`` rows as they come; a pair row (``audio_key``)
+    decoded by ``read_pair`` into an ``audio`` row (float16, ``id`` its blob key: the augmentation's
+    stable id) when ``waveform``, else a clean log-mel ``features`` row (float16); a pair that no
+    longer decodes is skipped. ``tally`` accumulates [rows, seconds, skipped]."""
+    for row in rows:
+        if "audio_key" not in row:
+            tally[0] += 1
+            tally[1] += np.asarray(row["audio"]).shape[0] / SAMPLE_RATE if "audio" in row else np.asarray(row["features"]).shape[0] * HOP / SAMPLE_RATE
+            yield row
+            continue
+        if read_pair is None:
+            raise ValueError(f"row {row['audio_key']} names a blob but the loop was given no read_pair to decode it")
+        wave = read_pair(row)
+        if wave is None:
+            tally[2] += 1
+            continue
+        tally[0] += 1
+        tally[1] += wave.size / SAMPLE_RATE
+        if waveform:
+            yield {"audio": wave.astype(np.float16), "text": row["text"], "id": row["audio_key"]}
+        else:
+            yield {"features": _clean_features(wave, n_mels).astype(np.float16), "text": row["text"]}
+
+
+def _row_nbytes(row: dict[str, Any]) -> int:
+    return int(np.asarray(row["audio"] if "audio" in row else row["features"]).nbytes)
+
+
+def _shuffled(rows, rng: random.Random, buffer: int) -> Iterator[dict[str, Any]]:
+    """``rows`` through a shuffle buffer of ``buffer`` rows (a shard may stream: never the whole list)."""
+    pending: list[dict[str, Any]] = []
+    for row in rows:
+        pending.append(row)
+        if len(pending) >= buffer:
+            i = rng.randrange(len(pending))
+            pending[i], pending[-1] = pending[-1], pending[i]
+            yield pending.pop()
+    rng.shuffle(pending)
+    yield from pending
+
+
 def _batches(
     shard, batch_size: int, *, shuffle: bool, rng: random.Random, prepare: Prepare | None = None
 ) -> Iterator[tuple[list[np.ndarray], list[str]]]:
-    """(inputs, texts) mini-batches; rows read BUCKET_BATCHES batches at a time, passed through
-    ``prepare`` (this epoch's augmentation) and length-sorted."""
+    """(inputs, texts) mini-batches of ``shard``'s rows; rows taken BUCKET_BATCHES batches at a time,
+    passed through ``prepare`` (this epoch's augmentation) and length-sorted."""
     block = batch_size * BUCKET_BATCHES
-    for chunk in shard.iter_batches(
-        batch_size=block, batch_format="numpy", local_shuffle_buffer_size=block * 2 if shuffle else None
-    ):
-        key = "features" if "features" in chunk else "audio"
-        inputs, texts = list(chunk[key]), [str(t) for t in chunk["text"]]
+    rows = _shuffled(iter(shard), rng, block * 2) if shuffle else iter(shard)
+    while chunk := list(itertools.islice(rows, block)):
+        key = "features" if "features" in chunk[0] else "audio"
+        inputs, texts = [r[key] for r in chunk], [str(r["text"]) for r in chunk]
         if prepare is not None:
-            ids = list(chunk["id"]) if "id" in chunk else [None] * len(texts)
-            inputs = [prepare(np.asarray(x, np.float32), t, i) for x, t, i in zip(inputs, texts, ids)]
+            inputs = [prepare(np.asarray(r[key], np.float32), t, r.get("id")) for r, t in zip(chunk, texts)]
         order = sorted(range(len(texts)), key=lambda i: _row_length(inputs[i]))
         groups = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
         if shuffle:
@@ -162,11 +223,7 @@ def epoch_augmenter(aug: Augmentation, *, seed: int, epoch: int, module: nn.Modu
     if not aug.enabled:
         return None
     n_mels = module.dims.n_mels if isinstance(module, CtcConformer) else None
-
-    def featurize(wave: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            feats, _ = log_mel(torch.from_numpy(wave)[None], torch.tensor([wave.size]), n_mels)
-        return feats[0].numpy()
+    featurize = functools.partial(_clean_features, n_mels=n_mels)
 
     def prepare(x: np.ndarray, text: str, row_id: Any) -> np.ndarray:
         seq = utterance_seed(seed, epoch, utterance_id(row_id, x, text))
@@ -208,8 +265,8 @@ def _run_epoch(
 ):
     """One pass over a shard; trains when given an optimizer. Returns (sums tensor, next step).
 
-    sums: [loss, utterances, chars, char edits, words, word edits] summed over all ranks
-    (edits from greedy decoding, validation only).
+    sums: this rank's [loss, utterances, chars, char edits, words, word edits] (edits from greedy
+    decoding, validation only).
     """
     training = optimizer is not None
     model.train(training)
@@ -238,7 +295,7 @@ def _run_epoch(
             sums[3] += c_edits
         sums[0] += float(loss.detach())
         sums[1] += len(texts)
-    return _all_reduce_sum(sums), step
+    return sums, step
 
 
 def _load_base(config: Mapping[str, Any]) -> tuple[nn.Module, str, list[str]]:
@@ -258,10 +315,11 @@ def _load_base(config: Mapping[str, Any]) -> tuple[nn.Module, str, list[str]]:
     return model, base_model, list(config.get("vocabulary", meta.vocabulary))
 
 
-def train_loop_per_worker(config: dict) -> None:
+def train_loop_per_worker(config: dict, read_pair: ReadPair | None = None) -> None:
     """Per-worker loop for ``TorchTrainer``; config: REQUIRED_CONFIG_KEYS + dims | base_checkpoint,
     optional steps_per_epoch (set by fit_stt), warmup_fraction, base_model, vocabulary, torch_threads,
-    augmentation (schemas.augmentation.Augmentation fields; default: on).
+    augmentation (schemas.augmentation.Augmentation fields; default: on). ``read_pair`` decodes the
+    rows that name a blob (data_pipelines.stt_preprocess.PairAudio).
     """
     validate_config(config)
     epochs, batch_size, peak = int(config["epochs"]), int(config["batch_size"]), float(config["learning_rate"])
@@ -269,7 +327,7 @@ def train_loop_per_worker(config: dict) -> None:
     if config.get("torch_threads"):
         torch.set_num_threads(int(config["torch_threads"]))
     ctx = ray.train.get_context()
-    rank = ctx.get_world_rank()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.manual_seed(int(config["seed"]))  # identical initial weights on every rank
     rng = random.Random(int(config["seed"]) * 1000 + rank)
 
@@ -297,23 +355,45 @@ def train_loop_per_worker(config: dict) -> None:
     total_steps = epochs * steps_per_epoch
     warmup = float(config.get("warmup_fraction", WARMUP_FRACTION))
     lr_fn = lambda s: lr_at(s, peak=peak, total_steps=total_steps, warmup_fraction=warmup)
-    train_shard, val_shard = ray.train.get_dataset_shard("train"), ray.train.get_dataset_shard("val")
+    module = bare_module(model)
+    n_mels = module.dims.n_mels if isinstance(module, CtcConformer) else None
+    tallies = np.zeros((2, 3))  # train, val: [rows, seconds, skipped] of the first pass
+
+    def share(name: str, waveform: bool, tally: np.ndarray) -> MemoryShard:
+        rows = ray.train.get_dataset_shard(name)
+        return MemoryShard(
+            lambda: utterance_rows(rank_share(rows, rank, world), read_pair, waveform=waveform, n_mels=n_mels, tally=tally),
+            _row_nbytes,
+        )
+
+    train_shard, val_shard = share("train", aug.uses_waveform, tallies[0]), share("val", False, tallies[1])
+    for shard in (train_shard, val_shard):  # read (and decode) once now; later passes replay memory
+        for _ in shard:
+            pass
+    data = _all_reduce_sum(torch.as_tensor(tallies.reshape(-1), dtype=torch.float64, device=device)).cpu().tolist()
+    data_metrics = {"train_utterances": int(data[0]), "train_seconds": data[1], "val_utterances": int(data[3]),
+                    "skipped": int(data[2] + data[5])}
+    if read_pair is not None and start_epoch == 1:
+        ray.train.report({"epoch": 0, "epochs": epochs, **data_metrics})  # what was usable, before training
+    if not data_metrics["train_utterances"] or not data_metrics["val_utterances"]:
+        return  # nothing to train or validate on; the epoch-0 report says which
 
     previous_dir = None
     for epoch in range(start_epoch, epochs + 1):
-        train_sums, step = _run_epoch(
-            model,
-            train_shard,
-            batch_size=batch_size,
-            device=device,
-            optimizer=optimizer,
-            lr_fn=lr_fn,
-            step=step,
-            rng=rng,
-            prepare=epoch_augmenter(aug, seed=seed, epoch=epoch, module=getattr(model, "module", model)),
-        )
-        val_sums, _ = _run_epoch(model, val_shard, batch_size=batch_size, device=device)
-        t, v = train_sums.cpu().tolist(), val_sums.cpu().tolist()
+        with joined(model):
+            train_sums, step = _run_epoch(
+                model,
+                train_shard,
+                batch_size=batch_size,
+                device=device,
+                optimizer=optimizer,
+                lr_fn=lr_fn,
+                step=step,
+                rng=rng,
+                prepare=epoch_augmenter(aug, seed=seed, epoch=epoch, module=module),
+            )
+        val_sums, _ = _run_epoch(module, val_shard, batch_size=batch_size, device=device)
+        t, v = _all_reduce_sum(train_sums).cpu().tolist(), _all_reduce_sum(val_sums).cpu().tolist()
         metrics = {
             "epoch": epoch,
             "epochs": epochs,
@@ -325,6 +405,8 @@ def train_loop_per_worker(config: dict) -> None:
             "val_cer": 100.0 * v[3] / max(v[2], 1),
             "train_utterances": int(t[1]),
             "val_utterances": int(v[1]),
+            "train_seconds": data_metrics["train_seconds"],
+            "skipped": data_metrics["skipped"],
         }
         directory = None
         if rank == 0:
@@ -406,11 +488,12 @@ def fit_stt(
     callbacks: Sequence[ray.train.UserCallback] = (),
     max_failures: int = 2,
     cpus_per_worker: float = 1.0,
+    read_pair: ReadPair | None = None,
 ) -> ray.train.Result:
     """Runs ``train_loop_per_worker`` on ``num_workers`` Ray workers and returns the result.
 
     Counts ``train_ds`` rows to size the learning-rate schedule (materialise the dataset
-    first to avoid running its pipeline twice). Re-running with the same ``storage_path`` +
+    first to avoid running its pipeline twice); ``read_pair`` decodes pair rows in the workers. Re-running with the same ``storage_path`` +
     ``run_name`` resumes from the latest checkpoint; ``num_workers=0`` runs in this process
     (Train V2 local mode: no callbacks, no resume, ``Result.checkpoint`` is a local directory).
     """
@@ -424,9 +507,10 @@ def fit_stt(
         config["steps_per_epoch"] = max(1, math.ceil(rows_per_worker / int(config["batch_size"])))
     collect_reports_promptly()
     trainer = TorchTrainer(
-        train_loop_per_worker,
+        functools.partial(train_loop_per_worker, read_pair=read_pair),
         train_loop_config=config,
         datasets={"train": train_ds, "val": val_ds},
+        dataset_config=whole_datasets_in_order(),
         scaling_config=ScalingConfig(
             num_workers=num_workers, use_gpu=use_gpu, resources_per_worker={"CPU": cpus_per_worker}
         ),
