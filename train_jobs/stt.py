@@ -106,19 +106,26 @@ class EpochLog(ray.train.UserCallback):
             log.exception("could not record progress of custom model %s", self.model_id)
 
 
-@ray.remote(num_cpus=1)
 def score_models(settings: Settings, base: bytes, tuned: bytes, test_keys: list[tuple[str, str]], use_gpu: bool) -> dict:
-    """Base and fine-tuned model on the same test utterances, with their own vocabularies boosted."""
-    import torch
+    """Base and fine-tuned model on the same test utterances, with their own vocabularies boosted.
 
+    On a GPU cluster in a task that holds a GPU; on a CPU cluster in this driver, whose CPUs the
+    finished Train workers have given back (a fresh task process would spend longer starting and
+    importing torch than a few hundred utterances take to score).
+    """
+    if use_gpu:
+        remote = ray.remote(num_cpus=1, num_gpus=1)(_score_models)
+        return ray.get(remote.remote(settings, base, tuned, test_keys, "cuda"))
+    return _score_models(settings, base, tuned, test_keys, "cpu")
+
+
+def _score_models(settings: Settings, base: bytes, tuned: bytes, test_keys: list[tuple[str, str]], device: str) -> dict:
     from data_pipelines.audio import decode_audio
-    from data_pipelines.preprocess import pin_threads, worker_blob_store
+    from data_pipelines.preprocess import worker_blob_store
     from data_pipelines.stt_preprocess import MAX_UTTERANCE_S
     from train_jobs.models.stt import load_stt_checkpoint
     from train_jobs.stt_eval import evaluate
 
-    pin_threads()
-    device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
     blobs = worker_blob_store(settings, signing_secret(settings.database_url))
     items = []
     for key, text in test_keys:
@@ -177,7 +184,7 @@ def finetune(settings: Settings, run: TrainingRun, args: argparse.Namespace) -> 
 
     mark_progress(url, model_id, TRAINING_END + 1, "Evaluating the base and the custom model on the test data")
     test_keys = [(p.audio_key, p.transcript) for p in test_pairs]
-    scores = ray.get(score_models.options(num_gpus=1 if gpu else 0).remote(settings, base, tuned, test_keys, gpu))
+    scores = score_models(settings, base, tuned, test_keys, gpu)
     b, c = scores["base"], scores["custom"]
 
     metrics = {
