@@ -160,7 +160,8 @@ def utterance_rows(
     for row in rows:
         if "audio_key" not in row:
             tally[0] += 1
-            tally[1] += np.asarray(row["audio"]).shape[0] / SAMPLE_RATE if "audio" in row else np.asarray(row["features"]).shape[0] * HOP / SAMPLE_RATE
+            samples = np.asarray(row["audio"]).shape[0] if "audio" in row else np.asarray(row["features"]).shape[0] * HOP
+            tally[1] += samples / SAMPLE_RATE
             yield row
             continue
         if read_pair is None:
@@ -493,8 +494,9 @@ def fit_stt(
     """Runs ``train_loop_per_worker`` on ``num_workers`` Ray workers and returns the result.
 
     Counts ``train_ds`` rows to size the learning-rate schedule (materialise the dataset
-    first to avoid running its pipeline twice); ``read_pair`` decodes pair rows in the workers. Re-running with the same ``storage_path`` +
-    ``run_name`` resumes from the latest checkpoint; ``num_workers=0`` runs in this process
+    first to avoid running its pipeline twice); ``read_pair`` decodes pair rows in the
+    workers. Re-running with the same ``storage_path`` + ``run_name`` resumes from the
+    latest checkpoint; ``num_workers=0`` runs in this process
     (Train V2 local mode: no callbacks, no resume, ``Result.checkpoint`` is a local directory).
     """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
