@@ -31,11 +31,13 @@ from __future__ import annotations
 import argparse
 import functools
 import itertools
+import logging
 import math
 import os
 import random
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
@@ -65,6 +67,8 @@ from train_jobs.shards import MemoryShard, bare_module, joined, rank_share, whol
 from train_jobs.stt_decoding import greedy_decode
 from train_jobs.stt_eval import char_edits, word_edits
 from train_jobs.stt_vocab import BLANK, encode
+
+log = logging.getLogger("fathom.train.stt")
 
 MODEL_FILE = "stt.pt"  # save_stt_checkpoint bytes inside a Ray checkpoint directory
 TRAIN_STATE_FILE = "train_state.pt"  # {"epoch", "step", "optimizer"}
@@ -323,6 +327,8 @@ def train_loop_per_worker(config: dict, read_pair: ReadPair | None = None) -> No
     rows that name a blob (data_pipelines.stt_preprocess.PairAudio).
     """
     validate_config(config)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")  # a no-op where set
+    t_start = time.perf_counter()
     epochs, batch_size, peak = int(config["epochs"]), int(config["batch_size"]), float(config["learning_rate"])
     aug, seed = augmentation_of(config), int(config["seed"])
     if config.get("torch_threads"):
@@ -368,9 +374,15 @@ def train_loop_per_worker(config: dict, read_pair: ReadPair | None = None) -> No
         )
 
     train_shard, val_shard = share("train", aug.uses_waveform, tallies[0]), share("val", False, tallies[1])
+    t_read = time.perf_counter()
     for shard in (train_shard, val_shard):  # read (and decode) once now; later passes replay memory
         for _ in shard:
             pass
+    if rank == 0:
+        log.info(
+            "model ready in %.2f s; this rank's %d training and %d validation utterances read in %.2f s",
+            t_read - t_start, tallies[0][0], tallies[1][0], time.perf_counter() - t_read,
+        )
     data = _all_reduce_sum(torch.as_tensor(tallies.reshape(-1), dtype=torch.float64, device=device)).cpu().tolist()
     data_metrics = {"train_utterances": int(data[0]), "train_seconds": data[1], "val_utterances": int(data[3]),
                     "skipped": int(data[2] + data[5])}
