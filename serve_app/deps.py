@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -16,6 +17,8 @@ from cluster.blob_store import BlobStore
 from cluster.db import open_session
 from schemas.settings import Settings
 from serve_app.errors import ApiError
+
+log = logging.getLogger("fathom.api")
 
 V3_AUTH_CODES = {"missing": "MISSING_API_KEY", "invalid": "INVALID_API_KEY", "expired": "INVALID_API_KEY", "revoked": "KEY_REVOKED"}
 
@@ -36,9 +39,26 @@ def get_blobs(request: Request) -> BlobStore:
     return request.app.state.blobs
 
 
+def get_dispatcher_wake(request: Request) -> Callable[[], None]:
+    """Tells the Dispatcher that a file was queued, so it claims it now rather than at its next poll
+    (``dispatch_poll_s``). A lost wake costs only that poll: it never fails the request."""
+    handle = getattr(request.app.state, "dispatcher", None)  # None: the API without Serve
+
+    def wake() -> None:
+        if handle is None:
+            return
+        try:
+            handle.wake.remote()
+        except Exception:
+            log.warning("could not wake the dispatcher; it claims the file at its next poll", exc_info=True)
+
+    return wake
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 BlobsDep = Annotated[BlobStore, Depends(get_blobs)]
+WakeDispatcherDep = Annotated[Callable[[], None], Depends(get_dispatcher_wake)]
 
 
 def presented_key(request: Request) -> str | None:

@@ -16,6 +16,7 @@ expire and the work is claimed again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -68,6 +69,8 @@ class Dispatcher:
         self.slots = asyncio.Semaphore(self.settings.dispatch_max_in_flight)
         self.preprocessing: asyncio.Task | None = None
         self.gauges = metrics.Gauges()
+        self.queued = asyncio.Event()  # set by ``wake``: files were queued since the last claim
+        self.wakes = 0
         loop = asyncio.get_running_loop()
         self.tasks = [
             loop.create_task(self._inference_loop()),
@@ -83,7 +86,17 @@ class Dispatcher:
                 raise RuntimeError(f"dispatcher loop stopped: {t.exception() if not t.cancelled() else 'cancelled'}")
 
     async def status(self) -> dict[str, Any]:
-        return {"in_flight": len(self.in_flight), "preprocessing": self.preprocessing is not None and not self.preprocessing.done()}
+        return {
+            "in_flight": len(self.in_flight),
+            "preprocessing": self.preprocessing is not None and not self.preprocessing.done(),
+            "wakes": self.wakes,
+        }
+
+    async def wake(self) -> None:
+        """A file was queued (the Ingress calls this after a confirm): the inference loop claims it now
+        instead of at its next poll. The poll stays: it finds requeued files and any wake that was lost."""
+        self.wakes += 1
+        self.queued.set()
 
     # --- inference --------------------------------------------------------------------------
 
@@ -91,6 +104,7 @@ class Dispatcher:
         s = self.settings
         while True:
             try:
+                self.queued.clear()  # a wake during the claim below stays set for the next round
                 free = s.dispatch_max_in_flight - len(self.in_flight)
                 claimed = []
                 if free > 0:
@@ -101,7 +115,8 @@ class Dispatcher:
                     self.in_flight.add(file_id)
                     asyncio.get_running_loop().create_task(self._run_file(file_id))
                 if not claimed:
-                    await asyncio.sleep(s.dispatch_poll_s)
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self.queued.wait(), s.dispatch_poll_s)
             except Exception:
                 log.exception("inference loop iteration failed; retrying")
                 await asyncio.sleep(1.0)

@@ -510,3 +510,23 @@ def test_detections_are_reviewed_one_review_each_and_undone(platform, org, other
     assert undo.status_code == 204
     assert org.delete(f"{base}/reviews/{flipped.json()['id']}").status_code == 404
     assert [x["detection_id"] for x in org.get(f"{base}/reviews").json()["items"]] == [d1["id"]]
+
+
+def test_a_confirmed_file_wakes_the_dispatcher(platform, org):
+    """A confirm tells the Dispatcher at once (it need not wait for its next poll), and the file is processed."""
+    from ray import serve
+
+    from serve_app.app import APP_NAME
+
+    dispatcher = serve.get_deployment_handle("Dispatcher", app_name=APP_NAME)
+    model = register_detector(platform.settings, org.org_id, TYPES)
+    job = org.post("/api/v1/inference-jobs", json={"model_id": model}).json()
+    clip = make_clip(4, duration_s=2.0)
+    before = dispatcher.status.remote().result()["wakes"]
+    upload_inference_file(org, job["id"], encode_audio(clip.waveform, clip.sample_rate, "wav"), "short.wav")
+    wait_for(lambda: dispatcher.status.remote().result()["wakes"] > before, timeout=10, what="the dispatcher woken")
+    done = wait_for(
+        lambda: (lambda j: j if j["status"] == "completed" else None)(org.get(f"/api/v1/inference-jobs/{job['id']}").json()),
+        timeout=60, what="inference finished",
+    )
+    assert done["processed_files"] == 1 and done["files"][0]["status"] == "completed"

@@ -36,7 +36,7 @@ from schemas.inference import (
 from schemas.reviews import ReviewCreate, ReviewList, ReviewPublic, SendToDataset, SentToDataset
 from serve_app import audio_views
 from serve_app.audio_views import PeaksQuery, SpectrogramQuery
-from serve_app.deps import BlobsDep, PageDep, SessionDep, SettingsDep, fetch_window, require
+from serve_app.deps import BlobsDep, PageDep, SessionDep, SettingsDep, WakeDispatcherDep, fetch_window, require
 from serve_app.errors import V1_ROUTE_ERRORS, ApiError, v1_errors
 from serve_app.routes.annotations import InvalidAnnotation, add_draft_set, check_annotation, get_draft
 from serve_app.routes.datasets import get_dataset, type_names
@@ -202,7 +202,8 @@ def file_upload_url(
 
 @router.post("/{job_id}/files/confirm", response_model=InferenceFilePublic, responses=v1_errors(404, 409))
 def confirm_file(
-    job_id: Id, body: FileConfirm, session: SessionDep, settings: SettingsDep, blobs: BlobsDep, principal: Writer
+    job_id: Id, body: FileConfirm, session: SessionDep, settings: SettingsDep, blobs: BlobsDep, principal: Writer,
+    wake_dispatcher: WakeDispatcherDep,
 ) -> InferenceFilePublic:
     """Confirm an uploaded file: it is queued durably for inference."""
     job = _job(session, principal, job_id)
@@ -232,6 +233,7 @@ def confirm_file(
             raise ApiError(409, expired_message(settings))
         return file_public(row)
     session.commit()
+    wake_dispatcher()
     # Answer what this request did, whatever the dispatcher has done since.
     return file_public(row).model_copy(update={"status": "queued"})
 
