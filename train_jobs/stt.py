@@ -7,11 +7,11 @@ Ray Job, and it runs the same way by hand::
 
 (standalone, it first claims the model for a run exactly as ``/run`` does). It fine-tunes
 the model's base with Ray Train (DDP over ``num_workers``, GPUs when present, a checkpoint
-every epoch, resuming after a worker failure) on the model's pairs, which Ray Data hands the
-workers as a list and each worker decodes and featurises its own share of
-(data_pipelines.stt_preprocess), attaches a word language model of the training transcripts (train_jobs.stt_lm),
-scores the base and the fine-tuned model on the same test utterances (the uploaded test
-pairs, else a seeded hold-out of the training pairs) and records the result.
+every epoch, resuming after a worker failure) on the model's pairs (Ray Data hands the workers
+the list; each decodes its own share: data_pipelines.stt_preprocess), attaches a word language
+model of the training transcripts (train_jobs.stt_lm), scores the base and the fine-tuned
+model on the same test utterances (the uploaded test pairs, else a seeded hold-out of the
+training pairs) and records the result.
 Progress follows the documented phases: 0-10 preprocessing, 10-30 initial epochs, 30-70
 main training, 70-90 fine-tuning (the last quarter of the epochs), 90-100 evaluation.
 Training data is augmented afresh every epoch unless ``--augmentation '{"enabled": false}'``
@@ -154,7 +154,7 @@ def finetune(settings: Settings, run: TrainingRun, args: argparse.Namespace) -> 
     mark_progress(url, model_id, 1.0, "Preprocessing: the training workers decode and featurise the data")
     train_pairs, test_pairs = split_pairs(load_training_data(url, model_id), holdout_fraction=HOLDOUT_FRACTION, seed=args.seed)
     if not train_pairs:
-        raise ValueError("no usable training audio after preprocessing")
+        raise ValueError("no training files: every uploaded pair is a test pair")
     source = "uploaded test files" if any(p.type == "test" for p in test_pairs) else "a held-out split of the training files"
 
     append_log(url, model_id, describe_augmentation(augmentation))
@@ -198,7 +198,7 @@ def finetune(settings: Settings, run: TrainingRun, args: argparse.Namespace) -> 
         "test_utterances": c["utterances"],
         "training_utterances": int(data["train_utterances"]),
         "epochs": epochs,
-        "validation_word_error_rate": round(float((result.metrics or {}).get("val_wer", float("nan"))), 2),
+        "validation_word_error_rate": round(float(data.get("val_wer", float("nan"))), 2),
     }
     append_log(
         url, model_id,
