@@ -66,7 +66,8 @@ class Settings(BaseSettings):
     min_training_audio_s: float = 300.0  # detector training prerequisite (5 min)
 
     # --- dispatch ------------------------------------------------------------------------
-    dispatch_poll_s: float = 0.25
+    dispatch_poll_s: float = 0.25  # between claims while work keeps arriving
+    dispatch_idle_poll_s: float = 2.0  # polls back off to this while none does (confirms wake them)
     dispatch_max_in_flight: int = 64
     lease_s: float = 120.0  # a claimed file not finished by then is claimed again
     max_attempts: int = 5

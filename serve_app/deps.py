@@ -39,18 +39,20 @@ def get_blobs(request: Request) -> BlobStore:
     return request.app.state.blobs
 
 
-def get_dispatcher_wake(request: Request) -> Callable[[], None]:
-    """Tells the Dispatcher that a file was queued, so it claims it now rather than at its next poll
-    (``dispatch_poll_s``). A lost wake costs only that poll: it never fails the request."""
+def get_dispatcher_wake(request: Request) -> Callable[[str], None]:
+    """Tells the Dispatcher that work was queued (``"inference"``, ``"dataset_audio"`` or
+    ``"evaluation"``), so it claims it now rather than at its next poll (which backs off to
+    ``dispatch_idle_poll_s`` on an idle platform). A lost wake costs only that poll: it never fails
+    the request."""
     handle = getattr(request.app.state, "dispatcher", None)  # None: the API without Serve
 
-    def wake() -> None:
+    def wake(work: str) -> None:
         if handle is None:
             return
         try:
-            handle.wake.remote()
+            handle.wake.remote(work)
         except Exception:
-            log.warning("could not wake the dispatcher; it claims the file at its next poll", exc_info=True)
+            log.warning("could not wake the dispatcher; it claims the %s work at its next poll", work, exc_info=True)
 
     return wake
 
@@ -58,7 +60,7 @@ def get_dispatcher_wake(request: Request) -> Callable[[], None]:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 BlobsDep = Annotated[BlobStore, Depends(get_blobs)]
-WakeDispatcherDep = Annotated[Callable[[], None], Depends(get_dispatcher_wake)]
+WakeDispatcherDep = Annotated[Callable[[str], None], Depends(get_dispatcher_wake)]
 
 
 def presented_key(request: Request) -> str | None:

@@ -44,6 +44,7 @@ from serve_app.webhook_delivery import WebhookSender
 log = logging.getLogger("fathom.dispatcher")
 
 RECONCILE_EVERY_S = 5.0
+WORK_KINDS = ("inference", "dataset_audio", "evaluation")  # what ``Dispatcher.wake`` can name
 # Failures of a worker or a dependency, not of the file: the file is requeued.
 INTERRUPTIONS = (RayActorError, BackPressureError, BlobError, ConnectionError, asyncio.TimeoutError)
 
@@ -54,6 +55,38 @@ def _preprocess_group(settings, file_ids: list[str]) -> dict[str, str]:
     from data_pipelines.preprocess import preprocess_audio_files
 
     return preprocess_audio_files(settings, file_ids)
+
+
+class IdlePoll:
+    """When a loop looks for work again: ``busy_s`` after it found some, doubling up to ``idle_s``
+    while it finds none, and at once when woken.
+
+    Most work is announced (``Dispatcher.wake``), so an idle platform need not ask the database
+    several times a second; the poll stays for what is never announced (expired leases,
+    requeued work, webhook deliveries falling due) and for a wake that was lost.
+    """
+
+    def __init__(self, busy_s: float, idle_s: float):
+        self.busy_s, self.idle_s = busy_s, max(busy_s, idle_s)
+        self.interval = busy_s
+        self.event = asyncio.Event()
+
+    def wake(self) -> None:
+        self.event.set()
+
+    def found(self) -> None:
+        """The last claim found work: the next wait is short again."""
+        self.interval = self.busy_s
+
+    async def wait(self, found: bool) -> None:
+        """Sleeps before the next claim; ``found``: whether the last claim found work. A wake since
+        the last wait (during the claim, say) returns at once: the next claim sees its work."""
+        self.interval = self.busy_s if found else min(self.idle_s, self.interval * 2)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.event.wait(), self.interval)
+        if self.event.is_set():
+            self.event.clear()
+            self.interval = self.busy_s
 
 
 @serve.deployment(name="Dispatcher", num_replicas=1, ray_actor_options={"num_cpus": 0}, max_ongoing_requests=16)
@@ -69,8 +102,15 @@ class Dispatcher:
         self.slots = asyncio.Semaphore(self.settings.dispatch_max_in_flight)
         self.preprocessing: asyncio.Task | None = None
         self.gauges = metrics.Gauges()
-        self.queued = asyncio.Event()  # set by ``wake``: files were queued since the last claim
-        self.wakes = 0
+        s = self.settings
+        self.polls = {
+            "inference": IdlePoll(s.dispatch_poll_s, s.dispatch_idle_poll_s),
+            # Never longer than the reconciliation period, which runs on the same loop.
+            "dataset_audio": IdlePoll(max(s.dispatch_poll_s, 0.5), min(s.dispatch_idle_poll_s, RECONCILE_EVERY_S)),
+            "evaluation": IdlePoll(max(s.dispatch_poll_s, 0.5), s.dispatch_idle_poll_s),
+            "webhooks": IdlePoll(max(s.dispatch_poll_s, 0.5), s.dispatch_idle_poll_s),
+        }
+        self.wakes = dict.fromkeys(WORK_KINDS, 0)
         loop = asyncio.get_running_loop()
         self.tasks = [
             loop.create_task(self._inference_loop()),
@@ -89,22 +129,23 @@ class Dispatcher:
         return {
             "in_flight": len(self.in_flight),
             "preprocessing": self.preprocessing is not None and not self.preprocessing.done(),
-            "wakes": self.wakes,
+            "wakes": dict(self.wakes),
         }
 
-    async def wake(self) -> None:
-        """A file was queued (the Ingress calls this after a confirm): the inference loop claims it now
-        instead of at its next poll. The poll stays: it finds requeued files and any wake that was lost."""
-        self.wakes += 1
-        self.queued.set()
+    async def wake(self, work: str = "inference") -> None:
+        """Work of kind ``work`` (one of WORK_KINDS) was queued: the Ingress calls this after a
+        confirm or a new evaluation, and the loop claims it now instead of at its next poll."""
+        if work not in WORK_KINDS:
+            raise ValueError(f"work must be one of {WORK_KINDS}, got {work!r}")
+        self.wakes[work] += 1
+        self.polls[work].wake()
 
     # --- inference --------------------------------------------------------------------------
 
     async def _inference_loop(self) -> None:
-        s = self.settings
+        s, poll = self.settings, self.polls["inference"]
         while True:
             try:
-                self.queued.clear()  # a wake during the claim below stays set for the next round
                 free = s.dispatch_max_in_flight - len(self.in_flight)
                 claimed = []
                 if free > 0:
@@ -114,9 +155,10 @@ class Dispatcher:
                 for file_id, job_id in claimed:
                     self.in_flight.add(file_id)
                     asyncio.get_running_loop().create_task(self._run_file(file_id))
-                if not claimed:
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(self.queued.wait(), s.dispatch_poll_s)
+                if claimed:
+                    poll.found()
+                else:  # while every slot is taken, slots free up at the busy pace
+                    await poll.wait(found=free <= 0)
             except Exception:
                 log.exception("inference loop iteration failed; retrying")
                 await asyncio.sleep(1.0)
@@ -169,8 +211,9 @@ class Dispatcher:
     # --- evaluations ---------------------------------------------------------------------------
 
     async def _evaluation_loop(self) -> None:
-        s = self.settings
+        s, poll = self.settings, self.polls["evaluation"]
         while True:
+            claimed = None
             try:
                 claimed = await asyncio.to_thread(
                     evaluations.claim, s.database_url, lease_s=self.evaluator.lease_s, max_attempts=s.max_attempts
@@ -180,25 +223,29 @@ class Dispatcher:
                     continue
             except Exception:
                 log.exception("evaluation loop iteration failed; retrying")
-            await asyncio.sleep(max(s.dispatch_poll_s, 0.5))
+            await poll.wait(found=bool(claimed))
 
     # --- webhooks --------------------------------------------------------------------------------
 
     async def _webhook_loop(self) -> None:
+        poll = self.polls["webhooks"]
         while True:
             try:
                 if await self.webhooks.run_due():
+                    poll.found()
                     continue
             except Exception:
                 log.exception("webhook loop iteration failed; retrying")
-            await asyncio.sleep(max(self.settings.dispatch_poll_s, 0.5))
+            await poll.wait(found=False)
 
     # --- dataset preprocessing and training reconciliation -----------------------------------
 
     async def _maintenance_loop(self) -> None:
-        s = self.settings
-        since_reconcile = RECONCILE_EVERY_S
+        s, poll = self.settings, self.polls["dataset_audio"]
+        loop = asyncio.get_running_loop()
+        last_reconcile = -RECONCILE_EVERY_S
         while True:
+            ids = None
             try:
                 if self.preprocessing is None or self.preprocessing.done():
                     ids = await asyncio.to_thread(
@@ -209,17 +256,16 @@ class Dispatcher:
                         max_attempts=s.max_attempts,
                     )
                     if ids:
-                        self.preprocessing = asyncio.get_running_loop().create_task(self._preprocess(ids))
-                if since_reconcile >= RECONCILE_EVERY_S:
-                    since_reconcile = 0.0
+                        self.preprocessing = loop.create_task(self._preprocess(ids))
+                if loop.time() - last_reconcile >= RECONCILE_EVERY_S:
+                    last_reconcile = loop.time()
                     await asyncio.to_thread(self._read_gauges)
                     await asyncio.to_thread(self._expire_uploads)
                     await asyncio.to_thread(reconcile_training_jobs, s)
                     await asyncio.to_thread(reconcile_stt_jobs, s)
             except Exception:
                 log.exception("maintenance loop iteration failed; retrying")
-            await asyncio.sleep(max(s.dispatch_poll_s, 0.5))
-            since_reconcile += max(s.dispatch_poll_s, 0.5)
+            await poll.wait(found=bool(ids))
 
     def _read_gauges(self) -> None:
         url = self.settings.database_url
@@ -247,3 +293,5 @@ class Dispatcher:
         except Exception:
             log.exception("preprocessing run over %d files failed; releasing them for another attempt", len(ids))
             await asyncio.to_thread(queue.release_dataset_audio, self.settings.database_url, ids)
+        finally:
+            self.polls["dataset_audio"].wake()  # the next group, if one is waiting, need not wait for the poll

@@ -512,21 +512,33 @@ def test_detections_are_reviewed_one_review_each_and_undone(platform, org, other
     assert [x["detection_id"] for x in org.get(f"{base}/reviews").json()["items"]] == [d1["id"]]
 
 
-def test_a_confirmed_file_wakes_the_dispatcher(platform, org):
-    """A confirm tells the Dispatcher at once (it need not wait for its next poll), and the file is processed."""
+def test_queued_work_wakes_the_dispatcher(platform, org):
+    """A confirmed file, a confirmed dataset file and a new evaluation each tell the Dispatcher at once
+    (its polls back off while the platform is idle), and the work is done."""
     from ray import serve
 
     from serve_app.app import APP_NAME
 
     dispatcher = serve.get_deployment_handle("Dispatcher", app_name=APP_NAME)
+    wakes = lambda: dispatcher.status.remote().result()["wakes"]  # noqa: E731
     model = register_detector(platform.settings, org.org_id, TYPES)
     job = org.post("/api/v1/inference-jobs", json={"model_id": model}).json()
     clip = make_clip(4, duration_s=2.0)
-    before = dispatcher.status.remote().result()["wakes"]
+    before = wakes()
     upload_inference_file(org, job["id"], encode_audio(clip.waveform, clip.sample_rate, "wav"), "short.wav")
-    wait_for(lambda: dispatcher.status.remote().result()["wakes"] > before, timeout=10, what="the dispatcher woken")
+    wait_for(lambda: wakes()["inference"] > before["inference"], timeout=10, what="the dispatcher woken")
     done = wait_for(
         lambda: (lambda j: j if j["status"] == "completed" else None)(org.get(f"/api/v1/inference-jobs/{job['id']}").json()),
         timeout=60, what="inference finished",
     )
     assert done["processed_files"] == 1 and done["files"][0]["status"] == "completed"
+
+    before = wakes()
+    ds, events = make_dataset(org, TYPES, [3.0])  # waits until the file is ready
+    assert wakes()["dataset_audio"] == before["dataset_audio"] + 1
+    set_id = annotate(org, ds, events, publish=True)
+    other = register_detector(platform.settings, org.org_id, TYPES)
+    r = org.post("/api/v1/evaluations", json={"models": [model, other], "data": {"dataset_id": ds, "annotation_set_id": set_id}})
+    assert r.status_code == 201, r.text
+    wait_for(lambda: wakes()["evaluation"] > before["evaluation"], timeout=10, what="the dispatcher woken for the evaluation")
+    wait_for(lambda: org.get(f"/api/v1/evaluations/{r.json()['id']}").json()["status"] == "completed", timeout=120, what="evaluation done")

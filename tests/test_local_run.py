@@ -21,7 +21,7 @@ import psutil
 import pytest
 import requests
 
-from cluster.head import head_processes, port_free
+from cluster.head import SERVE_CONTROL_LOOP_S, head_processes, port_free
 from cluster.local import STOP_SIGNALS, StopRequested, StopSignals, off_main_thread
 from tests.factories import free_port
 
@@ -147,6 +147,10 @@ def test_signal_at_any_moment_stops_everything_and_the_next_start_succeeds(run_e
         runs.append(running := LocalRun(run_env))
         running.wait_for("Fathom is running")
         assert requests.get(f"{base_url}/healthz", timeout=30).status_code == 200
+        # The Serve controller reconciles at the head's slower period (its default 10 Hz loop was an idle laptop's largest cost).
+        controller = [p for p in head_processes(running.head_pid) if "ServeController" in " ".join(p.cmdline())]
+        assert len(controller) == 1, [p.cmdline()[:1] for p in head_processes(running.head_pid)]
+        assert controller[0].environ().get("RAY_SERVE_CONTROL_LOOP_INTERVAL_S") == SERVE_CONTROL_LOOP_S
         took = running.stop(signal.SIGTERM)
         assert_all_gone(running, run_env)
 

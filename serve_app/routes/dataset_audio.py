@@ -27,7 +27,7 @@ from schemas.datasets import (
 from schemas.inference import DownloadUrl, Peaks, Spectrogram
 from serve_app import audio_views
 from serve_app.audio_views import PeaksQuery, SpectrogramQuery
-from serve_app.deps import BlobsDep, PageDep, SessionDep, SettingsDep, require
+from serve_app.deps import BlobsDep, PageDep, SessionDep, SettingsDep, WakeDispatcherDep, require
 from serve_app.errors import V1_ROUTE_ERRORS, ApiError, v1_errors
 from serve_app.routes.datasets import get_dataset
 
@@ -98,7 +98,8 @@ def create_upload_url(
 
 @router.post("/confirm", response_model=AudioConfirmed, responses=v1_errors(409))
 def confirm_upload(
-    dataset_id: Id, body: AudioConfirm, session: SessionDep, settings: SettingsDep, blobs: BlobsDep, principal: Writer
+    dataset_id: Id, body: AudioConfirm, session: SessionDep, settings: SettingsDep, blobs: BlobsDep, principal: Writer,
+    wake_dispatcher: WakeDispatcherDep,
 ) -> AudioConfirmed:
     """Confirm an uploaded file and queue it for processing; confirming again answers its status."""
     row = get_audio(session, principal, dataset_id, body.audio_id)
@@ -123,6 +124,7 @@ def confirm_upload(
         ).rowcount
         session.commit()
         if won:  # answer what this request did, whatever the dispatcher does next
+            wake_dispatcher("dataset_audio")
             return AudioConfirmed(audio_id=row.id, status=QUEUED_STATUS, message=CONFIRMED_MESSAGE)
         session.refresh(row)
     if row.processing_status == "failed" and row.error_message == UPLOAD_NEVER_COMPLETED:

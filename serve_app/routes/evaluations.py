@@ -38,7 +38,7 @@ from schemas.evaluations import (
     EvaluationResults,
 )
 from schemas.stt import BASE_MODELS
-from serve_app.deps import PageDep, SessionDep, check_scope, require
+from serve_app.deps import PageDep, SessionDep, WakeDispatcherDep, check_scope, require
 from serve_app.errors import V1_ROUTE_ERRORS, ApiError, v1_errors
 from serve_app.routes.stt import resolve_model
 
@@ -202,7 +202,9 @@ def _owned(session: Session, principal: Principal, evaluation_id: str) -> Evalua
 
 
 @router.post("", status_code=201, response_model=EvaluationPublic, responses=v1_errors(404, 409))
-def create_evaluation(body: EvaluationCreate, session: SessionDep, principal: Writer) -> EvaluationPublic:
+def create_evaluation(
+    body: EvaluationCreate, session: SessionDep, principal: Writer, wake_dispatcher: WakeDispatcherDep
+) -> EvaluationPublic:
     """Queue an evaluation of 2-8 models of one kind on the same files; it runs on the serving deployments."""
     kind = body.data.kind
     if kind == "stt":
@@ -238,6 +240,7 @@ def create_evaluation(body: EvaluationCreate, session: SessionDep, principal: Wr
     )
     session.add(row)
     session.commit()
+    wake_dispatcher("evaluation")
     return evaluation_answer(row)
 
 

@@ -233,7 +233,7 @@ def confirm_file(
             raise ApiError(409, expired_message(settings))
         return file_public(row)
     session.commit()
-    wake_dispatcher()
+    wake_dispatcher("inference")
     # Answer what this request did, whatever the dispatcher has done since.
     return file_public(row).model_copy(update={"status": "queued"})
 
