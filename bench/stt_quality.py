@@ -4,7 +4,8 @@ A customer's vocabulary is the first CUSTOMER_TERMS terms of the domain's list (
 tests/test_stt_learning.py). At least ``--hours`` of domain sentences drawn from it are
 synthesised and featurised with Ray Data, the domain base model is fine-tuned on them with
 ``fit_stt`` on Ray Train workers, and both models are scored (beam search, the model's own
-vocabulary boosted, as in production) on a disjoint seeded held-out set of the same
+vocabulary boosted, as in production; the custom model with the word language model of its
+training transcripts, as the job ships it) on a disjoint seeded held-out set of the same
 vocabulary. Train, validation and test utterances come from separate seed streams
 (TRAIN_SEED, VAL_SEED, TEST_SEED); bench/stt_peer.py scores the same test utterances.
 
@@ -169,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     from data_pipelines.text import normalize_transcript
     from train_jobs.base_models import base_checkpoint, load_base_model
-    from train_jobs.models.stt import SAMPLE_RATE, load_stt_checkpoint
+    from train_jobs.models.stt import SAMPLE_RATE, load_stt_checkpoint, with_language_model
     from train_jobs.stt_eval import accuracy_improvement
     from train_jobs.stt_loop import checkpoint_bytes, finetune_config, fit_stt
 
@@ -188,7 +189,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     mean_s = float(np.mean([w.size for w, _ in test])) / SAMPLE_RATE
     train_ds, n_train, train_hours = training_set(args.hours, args.domain, mean_s)
     val_ds = synthesize(0, args.val_utterances, seed=VAL_SEED, domain=args.domain)
-    train_texts = {str(r["text"]) for r in train_ds.select_columns(["text"]).take_all()}
+    train_text_list = [str(r["text"]) for r in train_ds.select_columns(["text"]).take_all()]
+    train_texts = set(train_text_list)
     wall["train_synthesis"] = time.perf_counter() - t
     print(f"training set: {n_train} utterances, {train_hours:.3f} h in {wall['train_synthesis']:.0f} s", flush=True)
 
@@ -210,7 +212,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         )
         if result.error is not None or result.checkpoint is None:
             raise RuntimeError(f"fine-tuning failed: {result.error}")
-        tuned = checkpoint_bytes(result.checkpoint)
+        # As the job ships it: the word language model of the training transcripts attached.
+        tuned = with_language_model(checkpoint_bytes(result.checkpoint), train_text_list)
         history = [json.loads(x) for x in history_file.read_text().splitlines()] if history_file.exists() else []
     wall["training"] = time.perf_counter() - t
     ray.shutdown()
