@@ -46,8 +46,7 @@ def measure(settle_s: float, window_s: float) -> dict:
         platform = start_platform(Path(tmp) / "platform.log")
         try:
             time.sleep(settle_s)
-            start_procs = platform_rss(platform)
-            before, t0 = cpu_seconds(start_procs), time.monotonic()
+            before, t0 = cpu_seconds(platform_rss(platform)), time.monotonic()
             time.sleep(window_s)
             after, t1 = cpu_seconds(platform_rss(platform)), time.monotonic()
         finally:

@@ -79,8 +79,8 @@ def launch_head(settings: Settings, extra_args: Sequence[str] = ()) -> subproces
     # On SIGTERM a head first drains its node (up to 30 s) so other nodes' proxies can stop
     # routing to it; a local head has no other node, so it stops at once. Serve's controller
     # reconciles every 0.1 s by default: on an idle laptop that loop and the GCS calls it makes
-    # were the largest idle cost (6.7 % of a core of 21 %, bench/idle.py); every 0.5 s they take
-    # 2.8 %, and replicas still start and scale within a second. A value already set wins.
+    # were the largest idle cost (6.9 % of a core of 22.6 %, bench/idle.py); every 0.5 s they take
+    # 2.5 %, and replicas still start and scale within a second. A value already set wins.
     env = {
         "RAY_SERVE_CONTROL_LOOP_INTERVAL_S": SERVE_CONTROL_LOOP_S,
         **os.environ,

@@ -132,7 +132,7 @@ class Dispatcher:
             "wakes": dict(self.wakes),
         }
 
-    async def wake(self, work: str = "inference") -> None:
+    async def wake(self, work: str) -> None:
         """Work of kind ``work`` (one of WORK_KINDS) was queued: the Ingress calls this after a
         confirm or a new evaluation, and the loop claims it now instead of at its next poll."""
         if work not in WORK_KINDS:

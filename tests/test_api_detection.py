@@ -535,7 +535,7 @@ def test_queued_work_wakes_the_dispatcher(platform, org):
 
     before = wakes()
     ds, events = make_dataset(org, TYPES, [3.0])  # waits until the file is ready
-    assert wakes()["dataset_audio"] == before["dataset_audio"] + 1
+    wait_for(lambda: wakes()["dataset_audio"] == before["dataset_audio"] + 1, timeout=10, what="the dispatcher woken for the dataset file")
     set_id = annotate(org, ds, events, publish=True)
     other = register_detector(platform.settings, org.org_id, TYPES)
     r = org.post("/api/v1/evaluations", json={"models": [model, other], "data": {"dataset_id": ds, "annotation_set_id": set_id}})
